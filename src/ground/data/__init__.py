@@ -1,0 +1,1 @@
+"""data phase of the ground pipeline."""

@@ -1,0 +1,1 @@
+"""features phase of the ground pipeline."""

@@ -1,0 +1,1 @@
+"""instruct phase of the ground pipeline."""

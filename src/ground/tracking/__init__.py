@@ -1,0 +1,1 @@
+"""tracking phase of the ground pipeline."""
