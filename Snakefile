@@ -1,0 +1,27 @@
+# The GroundingGPT pipeline: download -> convert -> generate -> features (-> training, eval).
+# Run it through the CLI (`ground run`), which tracks every run in DuckDB; plain
+# `snakemake --cores 2` works too. Step code lives in src/ground/, one rules/<phase>.smk per phase.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/download.smk"
+include: "rules/convert.smk"
+include: "rules/generate.smk"
+include: "rules/features.smk"
+
+
+onstart:
+    shell("mkdir -p logs")
+
+
+# Everything the pipeline produces so far: the cached features of every modality.
+rule all:
+    default_target: True
+    input:
+        expand("results/features/{modality}.index.jsonl", modality=MODALITIES),

@@ -1,0 +1,176 @@
+"""`ground`: run, inspect and track the GroundingGPT pipeline.
+
+    ground run                          # the demo recipe, end to end
+    ground run --until convert --set convert.seed=3
+    ground status --json                # what would run and why
+    ground runs / ground metrics        # what the DuckDB tracking file holds
+
+This module only parses options, calls the library or Snakemake, and prints.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ground.config import ConfigError, load_config
+from ground.steps import step
+
+app = typer.Typer(
+    name="ground",
+    help="Reproduce GroundingGPT end to end: data, features, training, evaluation, tracked in DuckDB.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+
+ConfigOpt = Annotated[
+    Path, typer.Option("--config", "-c", help="Recipe file (default: the demo recipe, config.yaml).")
+]
+SetOpt = Annotated[
+    list[str],
+    typer.Option("--set", "-s", help="Override a recipe key: dotted.key=value (repeatable)."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def project_root() -> Path:
+    """The folder holding the Snakefile: the current one if it has one, else this checkout."""
+    here = Path.cwd()
+    if (here / "Snakefile").is_file():
+        return here
+    return Path(__file__).resolve().parents[1]
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+def recipe(config: Path | None, sets: list[str]) -> dict[str, Any]:
+    path = config or project_root() / "config.yaml"
+    try:
+        return load_config(path, sets)
+    except ConfigError as err:
+        raise fail(str(err)) from None
+
+
+def rules_of(steps: list[str]) -> list[str]:
+    try:
+        return [rule for name in steps for rule in step(name).rules]
+    except KeyError as err:
+        raise fail(err.args[0]) from None
+
+
+def database(cfg: dict[str, Any]) -> Path:
+    return project_root() / cfg["tracking"]["database"]
+
+
+@app.command()
+def run(
+    until: Annotated[str | None, typer.Option(help="Stop after this step (download, convert, generate, features, ...).")] = None,
+    forcerun: Annotated[list[str], typer.Option(help="Rerun this step and what follows, even if up to date (repeatable).")] = [],
+    config: ConfigOpt = None,
+    set_: SetOpt = [],
+    cores: Annotated[int, typer.Option(help="CPU cores Snakemake may use at once.")] = max(1, os.cpu_count() or 1),
+    dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Plan only: list the jobs that would run.")] = False,
+    profile: Annotated[Path | None, typer.Option(help="Snakemake profile folder (e.g. for SLURM).")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also show Snakemake's own output.")] = False,
+) -> None:
+    """Run the pipeline (up to --until), recording the run, its jobs, artifacts and metrics in DuckDB."""
+    from ground_cli.running import run_pipeline
+    from ground_cli.workflow import Request
+
+    cfg = recipe(config, set_)
+    request = Request(
+        root=project_root(), config=cfg, until=rules_of([until] if until else []),
+        forcerun=rules_of(forcerun), cores=cores, dryrun=dry_run, profile=profile, verbose=verbose,
+    )  # fmt: skip
+    command_line = shlex.join(["ground", *sys.argv[1:]])
+    ok = run_pipeline(request, database(cfg), command_line, console)
+    raise typer.Exit(0 if ok else 1)
+
+
+@app.command()
+def status(json_: JsonOpt = False, config: ConfigOpt = None, set_: SetOpt = []) -> None:
+    """For every job of every step: up to date, or the reasons it would run."""
+    from ground_cli.running import plan_status
+
+    cfg = recipe(config, set_)
+    jobs = plan_status(project_root(), cfg)
+    if json_:
+        print(json.dumps({"steps": jobs}, indent=2))
+        return
+    table = Table("step", "job", "state", "reasons")
+    for job in jobs:
+        state = "[green]up-to-date" if job["state"] == "up-to-date" else "[yellow]will-run"
+        table.add_row(job["step"], job["job"], state, "\n".join(r["detail"] for r in job["reasons"]))
+    Console().print(table)
+
+
+@app.command()
+def runs(json_: JsonOpt = False, config: ConfigOpt = None, limit: int = 20) -> None:
+    """List recorded runs, newest first, with their job counts."""
+    from ground.tracking.db import list_runs
+
+    rows = list_runs(database(recipe(config, [])), limit=limit)
+    show(rows, json_, ["id", "status", "started", "finished", "targets", "git_commit", "jobs_ok", "jobs_failed"])
+
+
+@app.command()
+def metrics(
+    json_: JsonOpt = False,
+    config: ConfigOpt = None,
+    run_id: Annotated[str | None, typer.Option("--run", help="Only this run's metrics.")] = None,
+) -> None:
+    """List recorded metrics (benchmark scores, step counters)."""
+    from ground.tracking.db import list_metrics
+
+    rows = list_metrics(database(recipe(config, [])), run_id=run_id)
+    show(rows, json_, ["run_id", "name", "value", "benchmark", "split"])
+
+
+bench_app = typer.Typer(help="Benchmarks that print ratios measured side by side in one run.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command("features")
+def bench_features(
+    videos: Annotated[int, typer.Option(help="Test videos to generate.")] = 4,
+    seconds: Annotated[float, typer.Option(help="Length of each test video.")] = 60.0,
+    frames: Annotated[int, typer.Option(help="Frames sampled per video.")] = 8,
+    size: Annotated[int, typer.Option(help="Frame size (px).")] = 224,
+    out: Annotated[Path, typer.Option(help="Where the test videos are written.")] = Path("benchmarks/out/videos"),
+) -> None:
+    """Uniform frame sampling by seeking vs decoding every frame, on the same videos."""
+    from ground.features.bench import bench_video_decoding, make_bench_videos
+
+    started = time.perf_counter()
+    paths = make_bench_videos(out, count=videos, seconds=seconds, fps=25, size=size)
+    console.print(f"{len(paths)} videos of {seconds:.0f} s ready in {time.perf_counter() - started:.1f} s")
+    result = bench_video_decoding(paths, num_frames=frames, size=size)
+    print(json.dumps(result, indent=2))
+
+
+def show(rows: list[dict], as_json: bool, columns: list[str]) -> None:
+    if as_json:
+        print(json.dumps(rows, indent=2, default=str))
+        return
+    table = Table(*columns)
+    for row in rows:
+        table.add_row(*(str(row.get(c, "")) for c in columns))
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    app()

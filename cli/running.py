@@ -1,0 +1,129 @@
+"""`ground run` and `ground status`: Snakemake executions wrapped with tracking and progress."""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from ground.config import config_hash
+from ground.fingerprint import code_fingerprint
+from ground.plan import explain
+from ground.steps import STEPS, section, step_of_rule
+from ground.tracking import db as tracking
+from ground_cli.workflow import Events, Request, execute
+
+
+def run_pipeline(request: Request, db: Path, command_line: str, console: Console) -> bool:
+    """Execute with a progress bar; record the run in the database unless it is a dry run."""
+    if request.dryrun:
+        return dry_run(request, console)
+    run_id = tracking.start_run(
+        db, config=request.config, targets=request.until or ["all"],
+        command_line=command_line, workdir=request.root,
+    )  # fmt: skip
+    os.environ["GROUND_RUN_ID"] = run_id
+    console.print(f"run [bold]{run_id}[/] (config {config_hash(request.config)}) -> {db}")
+    events, ok = _execute_with_progress(request, console)
+    ingested = _ingest(db, run_id, request, events)
+    tracking.finish_run(db, run_id, "ok" if ok else "failed")
+    _report(events, ok, ingested, console)
+    return ok
+
+
+def _execute_with_progress(request: Request, console: Console) -> tuple[Events, bool]:
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task("starting", total=None)
+
+        def update(events: Events) -> None:
+            running = sorted({_label(events.jobs[j]) for j in events.running if j in events.jobs})
+            text = ", ".join(running) if running else "waiting"
+            progress.update(task, total=events.total or None, completed=len(events.finished),
+                            description=f"running: {text}" if running else text)  # fmt: skip
+
+        events = Events(on_change=update)
+        ok = execute(request, events)
+        progress.update(task, description="done" if ok else "[red]failed")
+    return events, ok
+
+
+def _ingest(db: Path, run_id: str, request: Request, events: Events) -> int:
+    roots = [request.root / "results", request.root / request.config["download"]["root"]]
+    records = [r for root in roots if root.exists() for r in tracking.find_records(root)]
+    count = tracking.ingest_records(db, run_id, records, step_of=step_of_rule)
+    for jobid in events.failed:
+        job = events.jobs.get(jobid)
+        if job:
+            tracking.record_failure(
+                db, run_id, rule=job.rule, wildcards=job.wildcards,
+                log_path=job.log[0] if job.log else None, step=step_of_rule(job.rule),
+            )  # fmt: skip
+    return count
+
+
+def _report(events: Events, ok: bool, ingested: int, console: Console) -> None:
+    for jobid in sorted(events.failed):
+        job = events.jobs.get(jobid)
+        if job is None:
+            continue
+        console.print(f"[bold red]failed:[/] {_label(job)}  log: {', '.join(job.log) or '-'}")
+        for log in job.log:
+            if Path(log).is_file():
+                for line in deque(Path(log).read_text(errors="replace").splitlines(), maxlen=12):
+                    console.print(f"  {line}", highlight=False, markup=False)
+    for error in events.errors:
+        console.print(f"[red]{error.strip()}[/]", highlight=False)
+    done = len(events.finished)
+    verdict = "[green]done[/]" if ok else "[bold red]failed[/]"
+    console.print(f"{verdict}: {done} job(s) ran, {ingested} job record(s) added to the database")
+
+
+def dry_run(request: Request, console: Console) -> bool:
+    events = Events()
+    ok = execute(request, events)
+    for job in sorted(events.jobs.values(), key=lambda j: j.jobid):
+        console.print(f"would run {_label(job)}: {job.reason}", highlight=False)
+    if not events.jobs and ok:
+        console.print("nothing to do: every requested output is up to date")
+    for error in events.errors:
+        console.print(f"[red]{error.strip()}[/]", highlight=False)
+    return ok
+
+
+def plan_status(root: Path, config: dict[str, Any]) -> list[dict[str, Any]]:
+    """One entry per job of the DAG: up to date, or will run with the reasons."""
+    pending, every = Events(), Events()
+    for events, forceall in ((pending, False), (every, True)):
+        if not execute(Request(root=root, config=config, dryrun=True, forceall=forceall), events):
+            raise RuntimeError("; ".join(events.errors) or "snakemake could not plan the DAG")
+    will_run = {_label(j): j for j in pending.jobs.values()}
+    order = {s.name: i for i, s in enumerate(STEPS)}
+    entries = []
+    for job in every.jobs.values():
+        name = step_of_rule(job.rule)
+        if name is None:  # the `all` target
+            continue
+        label = _label(job)
+        entry = {"step": name, "job": label, "rule": job.rule, "wildcards": job.wildcards}
+        if label in will_run:
+            params = _current_params(config, name)
+            reasons = explain(will_run[label].reason, will_run[label].output, params, name)
+            entries.append(entry | {"state": "will-run", "reasons": reasons})
+        else:
+            entries.append(entry | {"state": "up-to-date", "reasons": []})
+    return sorted(entries, key=lambda e: (order[e["step"]], e["job"]))
+
+
+def _current_params(config: dict[str, Any], name: str) -> dict[str, Any]:
+    spec = next(s for s in STEPS if s.name == name)
+    return {"cfg": section(config, spec.section), "code": code_fingerprint(*spec.modules)}
+
+
+def _label(job: Any) -> str:
+    wildcards = ",".join(f"{k}={v}" for k, v in sorted(job.wildcards.items()))
+    return f"{job.rule}[{wildcards}]" if wildcards else job.rule

@@ -1,0 +1,19 @@
+# Convert one (dataset, split) of raw annotations into LLaVA-style conversation records.
+rule convert_dataset:
+    input:
+        raw=f"{ROOT}/raw/{{dataset}}/{{split}}.jsonl",
+        media=f"{ROOT}/media",
+    output:
+        records="results/convert/{dataset}/{split}.jsonl",
+        manifest="results/convert/{dataset}/{split}.manifest.json",
+        record="results/convert/{dataset}/{split}.job.json",
+    params:
+        cfg=config["convert"],
+        code=CODE["convert"],
+        root=ROOT,
+    log:
+        "logs/convert/{dataset}/{split}.log",
+    conda:
+        "../envs/data.yaml"
+    script:
+        "scripts/convert_dataset.py"

@@ -1,0 +1,16 @@
+"""Adapter of rule cache_features (rules/features.smk) -> ground.features.extract.cache_features."""
+
+from pathlib import Path
+
+from ground.features.extract import cache_features
+from ground.tracking.adapter import step_job
+
+smk = snakemake  # noqa: F821 (injected by Snakemake)
+with step_job(smk) as job:
+    summary = cache_features(
+        smk.wildcards.modality, [Path(p) for p in smk.input], Path(smk.output.index), smk.params.cfg
+    )
+    job.note("summary", summary)
+    job.metric("media_encoded", summary["encoded"], split=smk.wildcards.modality)
+    job.metric("media_cached", summary["cached"], split=smk.wildcards.modality)
+    job.metric("media_failed", len(summary["failed"]), split=smk.wildcards.modality)

@@ -1,0 +1,252 @@
+"""The recipe schema: one typed tree of dataclasses, used by both the Snakefile and the CLI.
+
+    >>> from ground.config import load_config
+    >>> cfg = load_config("config.yaml", overrides=["convert.seed=3"])
+    >>> cfg["convert"]["seed"]
+    3
+
+`load_config` returns a plain dict (what Snakemake's `config` holds) that has been checked
+against the dataclasses below: unknown keys and values of the wrong type raise `ConfigError`
+with the dotted key, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+STEPS = ("download", "convert", "generate", "features", "stage1", "stage2", "stage3", "eval")
+
+
+class ConfigError(ValueError):
+    """A recipe that does not match the schema; the message names the dotted key."""
+
+
+@dataclass
+class DemoCorpus:
+    """Size and shape of the synthetic corpus the demo recipe's download step generates."""
+
+    splits: dict[str, int] = field(default_factory=lambda: {"train": 600, "val": 60, "test": 120})
+    video_seconds: float = 8.0
+    video_fps: int = 8
+    audio_seconds: float = 6.0
+
+
+@dataclass
+class TinyModels:
+    """Sizes of the locally created, randomly initialised 'pretrained' parts (demo recipe)."""
+
+    vocab_size: int = 2048
+    llm_hidden: int = 128
+    llm_layers: int = 4
+    llm_heads: int = 4
+    llm_max_positions: int = 1024
+    image_size: int = 64
+    frame_size: int = 32
+
+
+@dataclass
+class Download:
+    source: Literal["synthetic"] = "synthetic"
+    root: str = "resources/demo"
+    seed: int = 0
+    demo: DemoCorpus = field(default_factory=DemoCorpus)
+    models: TinyModels = field(default_factory=TinyModels)
+
+
+@dataclass
+class Convert:
+    seed: int = 0
+    datasets: list[str] = field(default_factory=lambda: ["demo_image", "demo_video", "demo_audio"])
+    splits: list[str] = field(default_factory=lambda: ["train", "val", "test"])
+    max_reject_fraction: float = 0.05
+
+
+@dataclass
+class Generate:
+    backend: str = "offline"
+    seed: int = 0
+    sources: list[str] = field(default_factory=lambda: ["demo_image", "demo_video"])
+    split: str = "train"
+    turns: int = 3
+    cache_dir: str = "cache/generate"
+
+
+@dataclass
+class ImageFeatures:
+    encoder: str = "resources/demo/models/image_encoder"
+    size: int = 64
+
+
+@dataclass
+class VideoFeatures:
+    encoder: str = "resources/demo/models/frame_encoder"
+    frames: int = 8
+    size: int = 32
+
+
+@dataclass
+class AudioFeatures:
+    encoder: str = "resources/demo/models/audio_encoder"
+    clips: int = 3
+    clip_seconds: float = 2.0
+    sample_rate: int = 16000
+    mel_bins: int = 128
+    target_length: int = 204
+
+
+@dataclass
+class Features:
+    store: str = "cache/features"
+    dtype: Literal["float16", "bfloat16", "float32"] = "float16"
+    shard_size: int = 256
+    batch_size: int = 32
+    on_error: Literal["fail", "skip"] = "fail"
+    device: str = "cpu"
+    image: ImageFeatures = field(default_factory=ImageFeatures)
+    video: VideoFeatures = field(default_factory=VideoFeatures)
+    audio: AudioFeatures = field(default_factory=AudioFeatures)
+
+
+@dataclass
+class Stage:
+    """Hyper-parameters of one training stage (read by the training step)."""
+
+    lr: float = 1e-3
+    batch_size: int = 8
+    grad_accum: int = 1
+    epochs: float = 1.0
+    warmup_ratio: float = 0.03
+    alpha: float = 0.0
+
+
+@dataclass
+class Train:
+    stage1: Stage = field(default_factory=Stage)
+    stage2: Stage = field(default_factory=lambda: Stage(lr=2e-5, alpha=0.1))
+    stage3: Stage = field(default_factory=lambda: Stage(lr=2e-5, alpha=0.1))
+
+
+@dataclass
+class Eval:
+    benchmarks: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Tracking:
+    database: str = "results/ground.duckdb"
+
+
+@dataclass
+class Recipe:
+    recipe: str = "demo"
+    download: Download = field(default_factory=Download)
+    convert: Convert = field(default_factory=Convert)
+    generate: Generate = field(default_factory=Generate)
+    features: Features = field(default_factory=Features)
+    train: Train = field(default_factory=Train)
+    eval: Eval = field(default_factory=Eval)
+    tracking: Tracking = field(default_factory=Tracking)
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> dict[str, Any]:
+    """Read a recipe file, apply `dotted.key=value` overrides, validate, return the full dict."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as err:
+        raise ConfigError(f"{path}: cannot read recipe ({err})") from err
+    for item in overrides:
+        apply_override(raw, item)
+    return validate(raw)
+
+
+def apply_override(raw: dict, item: str) -> None:
+    """Set `a.b.c=value` in a nested dict; the value is parsed as YAML (`3`, `1e-4`, `[a, b]`)."""
+    key, sep, text = item.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"--set {item!r}: expected dotted.key=value")
+    node = raw
+    *parents, leaf = key.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {item!r}: {part} is not a section")
+    node[leaf] = yaml.safe_load(text) if text else ""
+
+
+def validate(raw: dict[str, Any]) -> dict[str, Any]:
+    """Check `raw` against the schema; returns it with defaults filled in."""
+    recipe = _build(Recipe, raw, "")
+    return dataclasses.asdict(recipe)
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _build(cls: type, raw: Any, where: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where or 'recipe'}: expected a section (mapping), got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        raise ConfigError(f"unknown config key {_join(where, unknown[0])!r} (known: {sorted(names)})")
+    values = {name: _coerce(hints[name], value, _join(where, name)) for name, value in raw.items()}
+    return cls(**values)
+
+
+def _coerce(hint: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, where)
+    if origin is Literal:
+        if value not in typing.get_args(hint):
+            raise ConfigError(f"{where}: {value!r} is not one of {list(typing.get_args(hint))}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        (item,) = typing.get_args(hint)
+        return [_coerce(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        _, item = typing.get_args(hint)
+        return {str(k): _coerce(item, v, f"{where}.{k}") for k, v in value.items()}
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in typing.get_args(hint):
+            return None
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    return _scalar(hint, value, where)
+
+
+def _scalar(hint: type, value: Any, where: str) -> Any:
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is float and isinstance(value, str):
+        # PyYAML reads `1e-4` (no dot) as a string; people type learning rates that way.
+        try:
+            return float(value)
+        except ValueError:
+            raise ConfigError(f"{where}: expected float, got {value!r}") from None
+    if hint is bool and not isinstance(value, bool):
+        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    if hint is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    if not isinstance(value, hint):
+        raise ConfigError(f"{where}: expected {hint.__name__}, got {value!r}")
+    return value
+
+
+def _join(where: str, name: str) -> str:
+    return f"{where}.{name}" if where else name

@@ -1,0 +1,479 @@
+"""The DuckDB run store: runs, jobs, artifacts and metrics of every `ground` invocation.
+
+Only the `ground` head process writes (one short read-write connection per call):
+
+    from ground.tracking import db
+    run_id = db.start_run(path, config=cfg, targets=["all"], command_line="ground run",
+                          workdir=Path.cwd())
+    ...  # Snakemake runs; every job writes a *.job.json record (ground.tracking.record)
+    db.ingest_records(path, run_id, db.find_records(Path("results")), step_of=STEP_OF_RULE)
+    db.record_failure(path, run_id, rule="train_stage", wildcards={"stage": "1"}, ...)
+    db.finish_run(path, run_id, "ok")
+
+Readers open the file read-only and get [] when it does not exist yet:
+
+    db.list_runs(path); db.list_jobs(path, run_id); db.list_metrics(path, run_id)
+
+All TIMESTAMP columns hold UTC. Secrets (keys named like api_key, token, secret, password) are
+replaced by "***" before anything reaches the file. DuckDB allows one read-write process or many
+read-only ones, so a connection that meets another process's lock is retried for a while.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import secrets
+import subprocess
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from ground.tracking.record import RECORD_SUFFIX, SCHEMA, json_safe, redact
+
+SCHEMA_VERSION = 1
+JOB_OK = "ok"
+JOB_FAILED = "failed"
+RUN_RUNNING = "running"
+
+# How the CLI names the pipeline step of a rule: a callable or a {rule: step} mapping.
+StepOf = Callable[[str], str | None] | Mapping[str, str] | None
+
+_DDL = [
+    "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS runs (
+        id VARCHAR PRIMARY KEY, started TIMESTAMP, finished TIMESTAMP, status VARCHAR,
+        config_hash VARCHAR, git_commit VARCHAR, targets VARCHAR, command_line VARCHAR,
+        config JSON)""",
+    """CREATE TABLE IF NOT EXISTS jobs (
+        id VARCHAR PRIMARY KEY, run_id VARCHAR, rule VARCHAR, step VARCHAR, wildcards JSON,
+        status VARCHAR, started TIMESTAMP, finished TIMESTAMP, params JSON,
+        code_fingerprint VARCHAR, log_path VARCHAR, record_path VARCHAR)""",
+    """CREATE TABLE IF NOT EXISTS artifacts (
+        path VARCHAR, size BIGINT, sha256 VARCHAR, job_id VARCHAR, run_id VARCHAR)""",
+    """CREATE TABLE IF NOT EXISTS metrics (
+        run_id VARCHAR, job_id VARCHAR, name VARCHAR, value DOUBLE, benchmark VARCHAR,
+        split VARCHAR)""",
+]
+
+# `--config judge.api_key=sk-...` on a command line: keep the key name, hide the value.
+_SECRET_ARG = re.compile(
+    r"(?i)(\b[\w.-]*(?:api[_-]?key|token|secret|passw(?:or)?d)[\w.-]*\s*[=:]\s*)(\S+)"
+)
+
+
+class RecordError(ValueError):
+    """Some job records could not be ingested; `.errors` lists (path, reason).
+
+    Raised after the readable records were ingested (`.ingested` of them), so one corrupt file
+    does not lose a whole run's tracking, yet is never silently skipped.
+    """
+
+    def __init__(self, errors: list[tuple[Path, str]], ingested: int) -> None:
+        self.errors = errors
+        self.ingested = ingested
+        lines = "\n".join(f"  {path}: {reason}" for path, reason in errors)
+        super().__init__(
+            f"{len(errors)} job record(s) could not be ingested ({ingested} were):\n{lines}"
+        )
+
+
+class TrackingBusy(RuntimeError):
+    """Another process kept the database locked for longer than we were willing to wait."""
+
+
+# ---------------------------------------------------------------------------- connections
+
+
+@contextmanager
+def _connect(
+    db: Path, *, read_only: bool = False, wait_s: float = 30.0
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A short-lived connection; retried while another process holds the file lock.
+
+    The head process's writes last milliseconds and `ground runs` readers hold the file just
+    as briefly, so waiting a little beats failing the whole pipeline's bookkeeping.
+    """
+    db = Path(db)
+    if not read_only:
+        db.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + wait_s
+    delay = 0.05
+    while True:
+        try:
+            con = duckdb.connect(str(db), read_only=read_only)
+            break
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                raise TrackingBusy(f"{db}: {exc}") from exc
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+    try:
+        if not read_only:
+            _ensure_schema(con)
+        yield con
+    finally:
+        con.close()
+
+
+@contextmanager
+def _transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    con.begin()
+    try:
+        yield con
+    except BaseException:
+        con.rollback()  # then re-raise: a half-ingested record must not stay behind
+        raise
+    con.commit()
+
+
+def _ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
+    with _transaction(con):
+        for ddl in _DDL:
+            con.execute(ddl)
+        row = con.execute("SELECT max(version) FROM schema_version").fetchone()
+        version = row[0] if row else None
+        if version is None:
+            con.execute("INSERT INTO schema_version VALUES (?)", [SCHEMA_VERSION])
+        elif version > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"run store schema {version} is newer than this ground ({SCHEMA_VERSION})"
+            )
+
+
+# ---------------------------------------------------------------------------- runs
+
+
+def start_run(
+    db: Path, *, config: dict, targets: list[str], command_line: str, workdir: Path
+) -> str:
+    """Insert a `running` row for this invocation and return its id (`20261124-121530-a1b2`)."""
+    now = datetime.now(UTC)
+    run_id = f"{now:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+    safe_config = redact(json_safe(config))
+    with _connect(db) as con, _transaction(con):
+        con.execute(
+            "INSERT INTO runs VALUES (?, ?, NULL, ?, ?, ?, ?, ?, ?)",
+            [
+                run_id,
+                _naive_utc(now),
+                RUN_RUNNING,
+                config_hash(safe_config),
+                git_commit(workdir),
+                json.dumps(list(targets)),
+                redact_command_line(command_line),
+                json.dumps(safe_config),
+            ],
+        )
+    return run_id
+
+
+def finish_run(db: Path, run_id: str, status: str) -> None:
+    """Stamp the run's end time and final status (e.g. "ok", "failed", "interrupted")."""
+    with _connect(db) as con, _transaction(con):
+        updated = con.execute(
+            "UPDATE runs SET finished = ?, status = ? WHERE id = ?",
+            [_naive_utc(datetime.now(UTC)), status, run_id],
+        ).fetchone()
+        if not updated or updated[0] != 1:
+            raise KeyError(f"{db}: no run {run_id!r} to finish")
+
+
+def config_hash(config: Any) -> str:
+    """sha256 of the canonical JSON of `config` (sorted keys, no spaces)."""
+    canonical = json.dumps(json_safe(config), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def git_commit(workdir: Path) -> str | None:
+    """HEAD of the repository at `workdir`, `-dirty` if it has changes; None outside git."""
+    try:
+        head = _git(workdir, "rev-parse", "HEAD")
+        if head is None:
+            return None
+        dirty = _git(workdir, "status", "--porcelain")
+    except FileNotFoundError:  # no git binary: the run is still worth recording
+        return None
+    return f"{head}-dirty" if dirty else head
+
+
+def _git(workdir: Path, *args: str) -> str | None:
+    proc = subprocess.run(["git", *args], cwd=workdir, capture_output=True, text=True, check=False)
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def redact_command_line(command_line: str) -> str:
+    """Hide values of secret-looking `key=value` arguments (`--config hf_token=...`)."""
+    return _SECRET_ARG.sub(r"\1***", command_line)
+
+
+# ---------------------------------------------------------------------------- jobs
+
+
+def find_records(root: Path) -> list[Path]:
+    """Every `*.job.json` under `root`, sorted; [] if `root` does not exist."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.rglob(f"*{RECORD_SUFFIX}") if p.is_file())
+
+
+def ingest_records(db: Path, run_id: str, records: list[Path], step_of: StepOf = None) -> int:
+    """Insert jobs, artifacts and metrics from job records; return how many were new.
+
+    The job id is the record file's content hash, so ingesting the same record twice is a
+    no-op. A record's own `run_id` (set by the run that produced it) wins over `run_id`.
+    Raises RecordError, after ingesting the rest, if any record cannot be read.
+    """
+    parsed: list[tuple[Path, str, dict[str, Any]]] = []
+    errors: list[tuple[Path, str]] = []
+    for path in records:
+        try:
+            job_id, record = _load_record(Path(path))
+        except (OSError, ValueError, TypeError) as exc:
+            errors.append((Path(path), str(exc)))
+            continue
+        parsed.append((Path(path), job_id, record))
+    ingested = 0
+    if parsed:
+        with _connect(db) as con:
+            for path, job_id, record in parsed:
+                with _transaction(con):
+                    ingested += _insert_record(con, path, job_id, record, run_id, step_of)
+    if errors:
+        raise RecordError(errors, ingested)
+    return ingested
+
+
+def _load_record(path: Path) -> tuple[str, dict[str, Any]]:
+    raw = path.read_bytes()
+    try:
+        record = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"not JSON: {exc}") from exc
+    if not isinstance(record, dict):
+        raise TypeError("a job record must be a JSON object")
+    if record.get("schema") != SCHEMA:
+        raise ValueError(f"unknown record schema {record.get('schema')!r}, expected {SCHEMA}")
+    for key in ("rule", "started", "finished"):
+        if not isinstance(record.get(key), str):
+            raise TypeError(f"missing or non-string {key!r}")
+    for i, art in enumerate(_list_of_dicts(record, "artifacts")):
+        if not (
+            isinstance(art.get("path"), str)
+            and isinstance(art.get("size"), int)
+            and isinstance(art.get("sha256"), str)
+        ):
+            raise TypeError(f"artifacts[{i}]: expected path, size and sha256, got {art}")
+    for i, metric in enumerate(_list_of_dicts(record, "metrics")):
+        value = metric.get("value")
+        if (
+            not isinstance(metric.get("name"), str)
+            or isinstance(value, bool)
+            or not isinstance(value, (int, float))
+        ):
+            raise TypeError(f"metrics[{i}]: expected a name and a numeric value, got {metric}")
+    _parse_time(record["started"])
+    _parse_time(record["finished"])
+    return hashlib.sha256(raw).hexdigest()[:16], record
+
+
+def _list_of_dicts(record: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    items = record.get(key, [])
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise TypeError(f"{key!r} must be a list of objects")
+    return items
+
+
+def _insert_record(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    job_id: str,
+    record: dict[str, Any],
+    run_id: str,
+    step_of: StepOf,
+) -> int:
+    if con.execute("SELECT 1 FROM jobs WHERE id = ?", [job_id]).fetchone():
+        return 0
+    run = record.get("run_id") or run_id
+    rule = record["rule"]
+    con.execute(
+        "INSERT INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            job_id,
+            run,
+            rule,
+            _step(step_of, rule),
+            json.dumps(json_safe(record.get("wildcards") or {})),
+            JOB_OK,
+            _parse_time(record["started"]),
+            _parse_time(record["finished"]),
+            json.dumps(redact(json_safe(record.get("params") or {}))),
+            record.get("code"),
+            record.get("log"),
+            str(path),
+        ],
+    )
+    artifacts = [
+        [a["path"], a["size"], a["sha256"], job_id, run] for a in record.get("artifacts", [])
+    ]
+    if artifacts:
+        con.executemany("INSERT INTO artifacts VALUES (?, ?, ?, ?, ?)", artifacts)
+    metrics = [
+        [run, job_id, m["name"], float(m["value"]), m.get("benchmark"), m.get("split")]
+        for m in record.get("metrics", [])
+    ]
+    if metrics:
+        con.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?)", metrics)
+    return 1
+
+
+def record_failure(
+    db: Path,
+    run_id: str,
+    *,
+    rule: str,
+    wildcards: dict,
+    log_path: str | Path | None,
+    started: datetime | str | None,
+    finished: datetime | str | None,
+    step_of: StepOf = None,
+) -> str:
+    """Insert a `failed` job learned from Snakemake's log events; return its job id.
+
+    The id hashes (run, rule, wildcards, started), so reporting the same failure twice is a
+    no-op.
+    """
+    wildcards = json_safe(wildcards)
+    start = _parse_time(started) if started is not None else None
+    end = _parse_time(finished) if finished is not None else None
+    key = json.dumps([run_id, rule, wildcards, str(start)], sort_keys=True)
+    job_id = "f" + hashlib.sha256(key.encode()).hexdigest()[:15]
+    with _connect(db) as con, _transaction(con):
+        if con.execute("SELECT 1 FROM jobs WHERE id = ?", [job_id]).fetchone():
+            return job_id
+        con.execute(
+            "INSERT INTO jobs (id, run_id, rule, step, wildcards, status, started, finished,"
+            " log_path) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                job_id,
+                run_id,
+                rule,
+                _step(step_of, rule),
+                json.dumps(wildcards),
+                JOB_FAILED,
+                start,
+                end,
+                str(log_path) if log_path is not None else None,
+            ],
+        )
+    return job_id
+
+
+def _step(step_of: StepOf, rule: str) -> str | None:
+    if step_of is None:
+        return None
+    if isinstance(step_of, Mapping):
+        return step_of.get(rule)
+    return step_of(rule)
+
+
+def _parse_time(value: datetime | str) -> datetime:
+    """A naive UTC datetime: DuckDB binds aware datetimes as TIMESTAMPTZ in local time."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError as exc:
+            raise ValueError(f"bad ISO 8601 time {value!r}") from exc
+    return _naive_utc(value)
+
+
+def _naive_utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        return value  # already UTC by this module's convention
+    return value.astimezone(UTC).replace(tzinfo=None)
+
+
+# ---------------------------------------------------------------------------- readers
+
+
+@contextmanager
+def _reader(db: Path) -> Iterator[duckdb.DuckDBPyConnection | None]:
+    """Read-only connection, or None when there is no store (or no schema) yet."""
+    if not Path(db).is_file():
+        yield None
+        return
+    with _connect(db, read_only=True, wait_s=5.0) as con:
+        tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+        yield con if {"runs", "jobs", "metrics"} <= tables else None
+
+
+def _dicts(cursor: duckdb.DuckDBPyConnection, json_cols: tuple[str, ...] = ()) -> list[dict]:
+    names = [d[0] for d in cursor.description]
+    rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    for row in rows:
+        for col in json_cols:
+            if isinstance(row.get(col), str):
+                row[col] = json.loads(row[col])
+    return rows
+
+
+def list_runs(db: Path, limit: int = 20) -> list[dict]:
+    """Newest runs first, each with `jobs`: {status: count}. No `config` (see the table)."""
+    with _reader(db) as con:
+        if con is None:
+            return []
+        runs = _dicts(
+            con.execute(
+                "SELECT id, started, finished, status, config_hash, git_commit, targets,"
+                " command_line FROM runs ORDER BY started DESC, id DESC LIMIT ?",
+                [limit],
+            ),
+            json_cols=("targets",),
+        )
+        counts = con.execute(
+            "SELECT run_id, status, count(*) FROM jobs GROUP BY run_id, status"
+        ).fetchall()
+    by_run: dict[str, dict[str, int]] = {}
+    for run, status, n in counts:
+        by_run.setdefault(run, {})[status] = n
+    for run in runs:
+        run["jobs"] = by_run.get(run["id"], {})
+    return runs
+
+
+def list_jobs(db: Path, run_id: str) -> list[dict]:
+    """The jobs of one run, in start order, with wildcards and params decoded."""
+    with _reader(db) as con:
+        if con is None:
+            return []
+        return _dicts(
+            con.execute(
+                "SELECT * FROM jobs WHERE run_id = ? ORDER BY started NULLS LAST, rule, id",
+                [run_id],
+            ),
+            json_cols=("wildcards", "params"),
+        )
+
+
+def list_metrics(db: Path, run_id: str | None = None) -> list[dict]:
+    """Metrics (of one run, or all), with the producing job's rule, step and wildcards."""
+    with _reader(db) as con:
+        if con is None:
+            return []
+        return _dicts(
+            con.execute(
+                "SELECT m.run_id, m.job_id, j.rule, j.step, j.wildcards, m.benchmark, m.split,"
+                " m.name, m.value, j.finished FROM metrics m LEFT JOIN jobs j ON j.id = m.job_id"
+                " WHERE ? IS NULL OR m.run_id = ?"
+                " ORDER BY j.finished NULLS LAST, m.benchmark, m.split, m.name",
+                [run_id, run_id],
+            ),
+            json_cols=("wildcards",),
+        )

@@ -1,0 +1,52 @@
+"""The recipe schema: shipped recipes parse, typos and bad values fail with the dotted key."""
+
+from pathlib import Path
+
+import pytest
+
+from ground.config import ConfigError, config_hash, load_config
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_shipped_recipe_parses_and_matches_schema_defaults():
+    cfg = load_config(ROOT / "config.yaml")
+    assert cfg["recipe"] == "demo"
+    assert set(cfg) == {"recipe", "download", "convert", "generate", "features", "train", "eval", "tracking"}
+    assert set(cfg["train"]) == {"stage1", "stage2", "stage3"}
+    assert cfg["tracking"]["database"] == "results/ground.duckdb"
+    assert isinstance(cfg["convert"]["seed"], int)
+
+
+def test_override_is_parsed_as_yaml_and_changes_the_hash():
+    base = load_config(ROOT / "config.yaml")
+    changed = load_config(ROOT / "config.yaml", ["convert.seed=3", "train.stage2.lr=1e-4"])
+    assert changed["convert"]["seed"] == 3
+    assert changed["train"]["stage2"]["lr"] == pytest.approx(1e-4)
+    assert config_hash(base) != config_hash(changed)
+    mapping = load_config(ROOT / "config.yaml", ["download.demo.splits={train: 5, test: 2}"])
+    assert mapping["download"]["demo"]["splits"] == {"train": 5, "test": 2}
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("convert.sed=3", "unknown config key 'convert.sed'"),
+        ("convert.seed=abc", "convert.seed: expected an integer"),
+        ("features.on_error=maybe", "features.on_error: 'maybe' is not one of"),
+        ("train.stage2.lr=fast", "train.stage2.lr: expected float"),
+        ("convert.datasets=demo_image", "convert.datasets: expected a list"),
+        ("nosuchsection.x=1", "unknown config key 'nosuchsection'"),
+        ("convert.seed", "expected dotted.key=value"),
+    ],
+)
+def test_bad_overrides_name_the_key(override, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        load_config(ROOT / "config.yaml", [override])
+
+
+def test_unreadable_recipe_names_the_file(tmp_path):
+    bad = tmp_path / "r.yaml"
+    bad.write_text("convert: [unclosed")
+    with pytest.raises(ConfigError, match="r.yaml"):
+        load_config(bad)
