@@ -7,6 +7,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+from ground_cli.workflow import Events, Request, execute
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -15,7 +16,6 @@ from ground.fingerprint import code_fingerprint
 from ground.plan import explain
 from ground.steps import STEPS, section, step_of_rule
 from ground.tracking import db as tracking
-from ground_cli.workflow import Events, Request, execute
 
 
 def run_pipeline(request: Request, db: Path, command_line: str, console: Console) -> bool:

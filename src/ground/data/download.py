@@ -19,6 +19,7 @@ from ground.data.pretrained import create_language_parts
 from ground.data.synthetic import generate_demo_corpus
 from ground.features.encoders import create_tiny_encoders
 
+
 def download(cfg: dict[str, Any]) -> dict[str, Any]:
     """Run the download step for the `download` config section; returns a summary."""
     if cfg["source"] != "synthetic":

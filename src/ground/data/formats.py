@@ -138,7 +138,8 @@ def validate_box_px(box: object, width: float, height: float) -> None:
 def validate_span_s(start: object, end: object, duration: object) -> None:
     """Raise ValueError unless 0 <= start < end <= duration (seconds, finite numbers)."""
     if not all(_is_number(v) for v in (start, end, duration)):
-        raise ValueError(f"span needs numeric start/end/duration, got {start!r}, {end!r}, {duration!r}")
+        got = f"{start!r}, {end!r}, {duration!r}"
+        raise ValueError(f"span needs numeric start, end and duration, got {got}")
     if end <= start:  # type: ignore[operator]
         raise ValueError(f"span [{start}, {end}] s: end must be after start")
     if start < 0 or end > duration:  # type: ignore[operator]

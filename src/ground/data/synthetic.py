@@ -1,8 +1,8 @@
-"""Generate the seeded synthetic demo corpus: shapes to refer to, videos with timed events, sounds to
-localise. It stands in for RefCOCO / Charades-STA / VGGSS in the "demo" recipe, so the whole pipeline
-runs and learns on a CPU in minutes.
+"""Run: python -m ground.data.synthetic --out resources/demo --seed 0 --train 20 --val 4 --test 4
 
-    python -m ground.data.synthetic --out resources/demo --seed 0 --train 20 --val 4 --test 4
+Generates the seeded synthetic demo corpus: shapes to refer to, videos with timed events, sounds to
+localise. It stands in for RefCOCO / Charades-STA / VGGSS in the "demo" recipe, so the whole
+pipeline runs and learns on a CPU in minutes.
 
     >>> from ground.data.synthetic import generate_demo_corpus
     >>> generate_demo_corpus(Path("resources/demo"), seed=0, splits={"train": 600, "val": 60, "test": 120})
@@ -226,7 +226,9 @@ def generate_demo_corpus(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description="Generate the seeded synthetic demo corpus (images, videos, sounds)."
+    )
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--train", type=int, default=600, help="train samples per modality")

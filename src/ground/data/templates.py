@@ -57,14 +57,15 @@ POOLS: dict[str, tuple[str, ...]] = {
     # Table 11's "Object Attribute" row mixes colour and counting questions; they need different
     # answers, so the row is split in two pools.
     "object_color": (
+        # `<exp>` is a bare noun phrase here ("circle[0.1, ...]"): the paper's "this <exp>".
         "What color is this <exp>?",
-        "What is the color of <exp>?",
-        "Which color does <exp> have?",
-        "Tell me the color of <exp>.",
-        "Can you name the color of <exp>?",
-        "What colour is <exp> in this image?",
-        "Identify the color of <exp>.",
-        "Describe the color of <exp>.",
+        "What is the color of this <exp>?",
+        "Which color does the <exp> have?",
+        "Tell me the color of the <exp>.",
+        "Can you name the color of this <exp>?",
+        "What colour is the <exp> in this image?",
+        "Identify the color of the <exp>.",
+        "Describe the color of this <exp>.",
     ),
     "object_count": (
         "How many <exp> are visible within this image?",

@@ -48,10 +48,12 @@ def load_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
         "-i", str(path), "-map", "0:a:0", "-af", "pan=mono|c0=c0",
         "-ar", str(sample_rate), "-f", "f32le", "-acodec", "pcm_f32le", "pipe:1",
     ]  # fmt: skip
-    proc = subprocess.run(command, capture_output=True)
+    proc = subprocess.run(command, capture_output=True, check=False)  # rc checked below
     if proc.returncode != 0:
         lines = proc.stderr.decode(errors="replace").strip().splitlines()
-        raise MediaError(f"{path}: not a readable audio file ({lines[-1] if lines else 'no output'})")
+        raise MediaError(
+            f"{path}: not a readable audio file ({lines[-1] if lines else 'no output'})"
+        )
     wave = np.frombuffer(proc.stdout, dtype="<f4").astype(np.float32)
     if wave.size == 0:
         raise MediaError(f"{path}: the audio stream holds no samples")
@@ -115,10 +117,12 @@ def kaldi_fbank(wave: torch.Tensor, sample_rate: int, num_mel_bins: int = 128) -
     # Kaldi pre-emphasis: x[j] -= 0.97 * x[j - 1], with x[-1] taken as x[0]
     previous = torch.cat((frames[:, :1], frames[:, :-1]), dim=1)
     frames = frames - PREEMPHASIS * previous
-    frames = frames * torch.hann_window(window, periodic=False, dtype=wave.dtype)
+    frames = frames * torch.hann_window(
+        window, periodic=False, dtype=wave.dtype, device=wave.device
+    )
     frames = torch.nn.functional.pad(frames, (0, fft_size - window))
     power = torch.fft.rfft(frames).abs().pow(2.0)
-    banks = _mel_banks(num_mel_bins, fft_size, float(sample_rate)).to(wave.dtype)
+    banks = _mel_banks(num_mel_bins, fft_size, float(sample_rate)).to(wave.device, wave.dtype)
     energies = power @ banks.T
     return torch.clamp(energies, min=FLOAT_EPS).log()
 

@@ -1,6 +1,7 @@
 """The three frozen encoders of the feature-caching step, behind one interface.
 
     >>> from pathlib import Path
+    >>> import torch
     >>> from ground.features.encoders import create_tiny_encoders, load_encoder
     >>> paths = create_tiny_encoders(Path("resources/demo/models"), seed=0)
     >>> image = load_encoder("image", paths["image"])
@@ -40,6 +41,10 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt")
 _CHUNK = 1 << 20
+# Init std of the tiny random Q-Former and audio branch. At the usual 0.02 their outputs barely
+# depend on the input (the learned query / CLS path dominates: across-input std ~1% of the
+# feature std for the Q-Former), which would leave the demo adapters nothing to learn from.
+TINY_INIT_STD = 0.1
 
 
 def _encode_image(model: CLIPVisionModel, pixels: torch.Tensor) -> torch.Tensor:
@@ -58,7 +63,9 @@ def _encode_frames(model: Blip2VisionModelWithProjection, pixels: torch.Tensor) 
     image = model.vision_model(pixel_values=pixels).last_hidden_state
     queries = model.query_tokens.expand(image.shape[0], -1, -1)
     mask = torch.ones(image.shape[:-1], dtype=torch.long, device=image.device)
-    out = model.qformer(query_embeds=queries, encoder_hidden_states=image, encoder_attention_mask=mask)
+    out = model.qformer(
+        query_embeds=queries, encoder_hidden_states=image, encoder_attention_mask=mask
+    )
     return out.last_hidden_state[:, : queries.shape[1]]
 
 
@@ -95,20 +102,25 @@ class Encoder:
         return (3, size, size)
 
     def encode(self, batch: torch.Tensor) -> torch.Tensor:
-        """[B, *input_shape] -> features (see the module table), float32 on `device`.
+        """[..., *input_shape] -> [..., *features] (see the module table), float32 on `device`.
 
+        Leading dimensions are flattened for the model and restored, so a video's frames
+        [N, T, 3, S, S] give [N, T, 32, 768] and audio clips [N, 3, 1, 128, 204] give [N, 3, 1024].
         float32 whatever the model dtype: the cache decides how to store them.
         """
-        if tuple(batch.shape[1:]) != self.input_shape:
+        rank = len(self.input_shape)
+        if batch.ndim <= rank or tuple(batch.shape[-rank:]) != self.input_shape:
             raise ValueError(
-                f"{self.kind} encoder expects [B, {', '.join(map(str, self.input_shape))}], "
+                f"{self.kind} encoder expects [..., {', '.join(map(str, self.input_shape))}], "
                 f"got {list(batch.shape)}"
             )
+        leading = batch.shape[:-rank]
         forward = _KINDS[self.kind][1]
         self.model.eval()
         with torch.inference_mode():
-            features = forward(self.model, batch.to(self.device, self.dtype))
-        return features.float()
+            inputs = batch.reshape(-1, *self.input_shape).to(self.device, self.dtype)
+            features = forward(self.model, inputs)
+        return features.float().reshape(*leading, *features.shape[1:])
 
 
 def checkpoint_identity(kind: str, path: Path) -> str:
@@ -157,7 +169,7 @@ def _random_blip2(config: Blip2Config) -> Blip2VisionModelWithProjection:
     # transformers zero-initialises the query tokens (real ones are always loaded), which makes
     # all queries identical; LAVIS draws them from N(0, 0.02) before pre-training
     with torch.no_grad():
-        model.query_tokens.normal_(std=config.qformer_config.initializer_range)
+        model.query_tokens.normal_(std=0.02)
     return model
 
 
@@ -174,32 +186,40 @@ def create_tiny_encoders(
     """Random tiny encoders of the real classes under out/{image,frame,audio}_encoder; the same
     seed gives the same weights. Returns {"image": ..., "video": ..., "audio": ...}."""
     out = Path(out)
-    vision = dict(
-        patch_size=patch_size,
-        hidden_size=hidden,
-        intermediate_size=4 * hidden,
-        num_attention_heads=4,
-    )
+    vision = {
+        "patch_size": patch_size,
+        "hidden_size": hidden,
+        "intermediate_size": 4 * hidden,
+        "num_attention_heads": 4,
+    }
     clip = CLIPVisionConfig(image_size=image_size, num_hidden_layers=3, **vision)
     blip2 = Blip2Config(
         # BLIP-2's vision default init std is 1e-10 (its weights always come from EVA-CLIP); a
         # random demo encoder needs a usual std or every frame encodes to the same features
-        vision_config=dict(
-            image_size=frame_size, num_hidden_layers=2, initializer_range=0.02, **vision
-        ),
-        qformer_config=dict(
-            hidden_size=hidden,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            intermediate_size=4 * hidden,
-            cross_attention_frequency=1,  # the demo is small enough to attend at every layer
-            encoder_hidden_size=hidden,
-        ),
+        vision_config={
+            "image_size": frame_size,
+            "num_hidden_layers": 2,
+            "initializer_range": 0.02,
+            **vision,
+        },
+        qformer_config={
+            "hidden_size": hidden,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "intermediate_size": 4 * hidden,
+            "cross_attention_frequency": 1,  # the demo is small enough to attend at every layer
+            "encoder_hidden_size": hidden,
+            "initializer_range": TINY_INIT_STD,
+        },
         num_query_tokens=query_tokens,
         image_text_hidden_size=hidden,
     )
     audio = ImageBindAudioConfig(
-        hidden_size=hidden, num_hidden_layers=2, num_attention_heads=4, projection_dim=hidden
+        hidden_size=hidden,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        projection_dim=hidden,
+        initializer_range=TINY_INIT_STD,
     )
     return {
         "image": _save_seeded(lambda: CLIPVisionModel(clip), seed, out / "image_encoder"),

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 from huggingface_hub.dataclasses import strict
@@ -206,7 +207,7 @@ class ImageBindAudioModel(PreTrainedModel):
     config_class = ImageBindAudioConfig
     base_model_prefix = "imagebind_audio"
     main_input_name = "input_features"
-    _no_split_modules = ["ImageBindAudioBlock"]
+    _no_split_modules: ClassVar[list[str]] = ["ImageBindAudioBlock"]
 
     def __init__(self, config: ImageBindAudioConfig) -> None:
         super().__init__(config)
@@ -333,7 +334,11 @@ def load_imagebind_audio_weights(
     ]
     problems = [
         _listing(title, keys)
-        for title, keys in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped))
+        for title, keys in (
+            ("missing", missing),
+            ("unexpected", unexpected),
+            ("mis-shaped", misshaped),
+        )
         if keys
     ]
     if problems:

@@ -35,7 +35,7 @@ from typing import Any
 
 import duckdb
 
-from ground.tracking.record import RECORD_SUFFIX, SCHEMA, json_safe, redact
+from ground.tracking.record import RECORD_SUFFIX, json_safe, read_job_record, redact
 
 SCHEMA_VERSION = 1
 JOB_OK = "ok"
@@ -110,7 +110,9 @@ def _connect(
             con = duckdb.connect(str(db), read_only=read_only)
             break
         except duckdb.IOException as exc:
-            if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+            if "lock" not in str(exc).lower():
+                raise  # a missing or corrupt file will not get better by waiting
+            if time.monotonic() > deadline:
                 raise TrackingBusy(f"{db}: {exc}") from exc
             time.sleep(delay)
             delay = min(delay * 2, 1.0)
@@ -158,19 +160,12 @@ def start_run(
     run_id = f"{now:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
     safe_config = redact(json_safe(config))
     with _connect(db) as con, _transaction(con):
-        con.execute(
-            "INSERT INTO runs VALUES (?, ?, NULL, ?, ?, ?, ?, ?, ?)",
-            [
-                run_id,
-                _naive_utc(now),
-                RUN_RUNNING,
-                config_hash(safe_config),
-                git_commit(workdir),
-                json.dumps(list(targets)),
-                redact_command_line(command_line),
-                json.dumps(safe_config),
-            ],
-        )
+        _insert(
+            con, "runs", id=run_id, started=_naive_utc(now), status=RUN_RUNNING,
+            config_hash=config_hash(safe_config), git_commit=git_commit(workdir),
+            targets=json.dumps(list(targets)), command_line=redact_command_line(command_line),
+            config=json.dumps(safe_config),
+        )  # fmt: skip
     return run_id
 
 
@@ -235,7 +230,7 @@ def ingest_records(db: Path, run_id: str, records: list[Path], step_of: StepOf =
     errors: list[tuple[Path, str]] = []
     for path in records:
         try:
-            job_id, record = _load_record(Path(path))
+            job_id, record = read_job_record(Path(path))
         except (OSError, ValueError, TypeError) as exc:
             errors.append((Path(path), str(exc)))
             continue
@@ -251,46 +246,6 @@ def ingest_records(db: Path, run_id: str, records: list[Path], step_of: StepOf =
     return ingested
 
 
-def _load_record(path: Path) -> tuple[str, dict[str, Any]]:
-    raw = path.read_bytes()
-    try:
-        record = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"not JSON: {exc}") from exc
-    if not isinstance(record, dict):
-        raise TypeError("a job record must be a JSON object")
-    if record.get("schema") != SCHEMA:
-        raise ValueError(f"unknown record schema {record.get('schema')!r}, expected {SCHEMA}")
-    for key in ("rule", "started", "finished"):
-        if not isinstance(record.get(key), str):
-            raise TypeError(f"missing or non-string {key!r}")
-    for i, art in enumerate(_list_of_dicts(record, "artifacts")):
-        if not (
-            isinstance(art.get("path"), str)
-            and isinstance(art.get("size"), int)
-            and isinstance(art.get("sha256"), str)
-        ):
-            raise TypeError(f"artifacts[{i}]: expected path, size and sha256, got {art}")
-    for i, metric in enumerate(_list_of_dicts(record, "metrics")):
-        value = metric.get("value")
-        if (
-            not isinstance(metric.get("name"), str)
-            or isinstance(value, bool)
-            or not isinstance(value, (int, float))
-        ):
-            raise TypeError(f"metrics[{i}]: expected a name and a numeric value, got {metric}")
-    _parse_time(record["started"])
-    _parse_time(record["finished"])
-    return hashlib.sha256(raw).hexdigest()[:16], record
-
-
-def _list_of_dicts(record: dict[str, Any], key: str) -> list[dict[str, Any]]:
-    items = record.get(key, [])
-    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
-        raise TypeError(f"{key!r} must be a list of objects")
-    return items
-
-
 def _insert_record(
     con: duckdb.DuckDBPyConnection,
     path: Path,
@@ -303,23 +258,13 @@ def _insert_record(
         return 0
     run = record.get("run_id") or run_id
     rule = record["rule"]
-    con.execute(
-        "INSERT INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            job_id,
-            run,
-            rule,
-            _step(step_of, rule),
-            json.dumps(json_safe(record.get("wildcards") or {})),
-            JOB_OK,
-            _parse_time(record["started"]),
-            _parse_time(record["finished"]),
-            json.dumps(redact(json_safe(record.get("params") or {}))),
-            record.get("code"),
-            record.get("log"),
-            str(path),
-        ],
-    )
+    _insert(
+        con, "jobs", id=job_id, run_id=run, rule=rule, step=_step(step_of, rule),
+        wildcards=json.dumps(json_safe(record.get("wildcards") or {})), status=JOB_OK,
+        started=_parse_time(record["started"]), finished=_parse_time(record["finished"]),
+        params=json.dumps(redact(json_safe(record.get("params") or {}))),
+        code_fingerprint=record.get("code"), log_path=record.get("log"), record_path=str(path),
+    )  # fmt: skip
     artifacts = [
         [a["path"], a["size"], a["sha256"], job_id, run] for a in record.get("artifacts", [])
     ]
@@ -341,14 +286,14 @@ def record_failure(
     rule: str,
     wildcards: dict,
     log_path: str | Path | None,
-    started: datetime | str | None,
-    finished: datetime | str | None,
-    step_of: StepOf = None,
+    started: datetime | str | None = None,
+    finished: datetime | str | None = None,
+    step: str | None = None,
 ) -> str:
     """Insert a `failed` job learned from Snakemake's log events; return its job id.
 
     The id hashes (run, rule, wildcards, started), so reporting the same failure twice is a
-    no-op.
+    no-op. Times may be ISO 8601 strings or datetimes (naive ones are taken as UTC).
     """
     wildcards = json_safe(wildcards)
     start = _parse_time(started) if started is not None else None
@@ -358,22 +303,19 @@ def record_failure(
     with _connect(db) as con, _transaction(con):
         if con.execute("SELECT 1 FROM jobs WHERE id = ?", [job_id]).fetchone():
             return job_id
-        con.execute(
-            "INSERT INTO jobs (id, run_id, rule, step, wildcards, status, started, finished,"
-            " log_path) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                job_id,
-                run_id,
-                rule,
-                _step(step_of, rule),
-                json.dumps(wildcards),
-                JOB_FAILED,
-                start,
-                end,
-                str(log_path) if log_path is not None else None,
-            ],
-        )
+        _insert(
+            con, "jobs", id=job_id, run_id=run_id, rule=rule, step=step,
+            wildcards=json.dumps(wildcards), status=JOB_FAILED, started=start, finished=end,
+            log_path=str(log_path) if log_path is not None else None,
+        )  # fmt: skip
     return job_id
+
+
+def _insert(con: duckdb.DuckDBPyConnection, table: str, **values: Any) -> None:
+    """INSERT naming its columns, so a schema change cannot shift values into wrong ones."""
+    columns = ", ".join(values)  # keyword names from this module, never from input
+    marks = ", ".join("?" * len(values))
+    con.execute(f"INSERT INTO {table} ({columns}) VALUES ({marks})", list(values.values()))
 
 
 def _step(step_of: StepOf, rule: str) -> str | None:
@@ -425,7 +367,10 @@ def _dicts(cursor: duckdb.DuckDBPyConnection, json_cols: tuple[str, ...] = ()) -
 
 
 def list_runs(db: Path, limit: int = 20) -> list[dict]:
-    """Newest runs first, each with `jobs`: {status: count}. No `config` (see the table)."""
+    """Newest runs first, with `jobs_ok`, `jobs_failed` and `jobs` ({status: count}).
+
+    The stored config is left out (it can be large); query the `runs` table for it.
+    """
     with _reader(db) as con:
         if con is None:
             return []
@@ -444,7 +389,10 @@ def list_runs(db: Path, limit: int = 20) -> list[dict]:
     for run, status, n in counts:
         by_run.setdefault(run, {})[status] = n
     for run in runs:
-        run["jobs"] = by_run.get(run["id"], {})
+        jobs = by_run.get(run["id"], {})
+        # Flat counts too, for table columns; `jobs` keeps any other status.
+        run |= {"jobs_ok": jobs.get(JOB_OK, 0), "jobs_failed": jobs.get(JOB_FAILED, 0)}
+        run["jobs"] = jobs
     return runs
 
 

@@ -124,6 +124,42 @@ def write_job_record(path: Path, **fields: Any) -> Path:
     return path
 
 
+def read_job_record(path: Path) -> tuple[str, dict[str, Any]]:
+    """(job id, record) of a record file, checked; the id is its content's sha256[:16].
+
+    Raises ValueError or TypeError saying what is wrong (the caller adds the path).
+    """
+    raw = Path(path).read_bytes()
+    try:
+        record = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"not JSON: {exc}") from exc
+    if not isinstance(record, dict):
+        raise TypeError("a job record must be a JSON object")
+    if record.get("schema") != SCHEMA:
+        raise ValueError(f"unknown record schema {record.get('schema')!r}, expected {SCHEMA}")
+    for key in ("rule", "started", "finished"):
+        if not isinstance(record.get(key), str):
+            raise TypeError(f"missing or non-string {key!r}")
+    for key in ("started", "finished"):
+        try:
+            datetime.fromisoformat(record[key])
+        except ValueError as exc:
+            raise ValueError(f"{key}: bad ISO 8601 time {record[key]!r}") from exc
+    for i, art in enumerate(_list_of_dicts(record, "artifacts")):
+        if not (
+            isinstance(art.get("path"), str)
+            and isinstance(art.get("size"), int)
+            and isinstance(art.get("sha256"), str)
+        ):
+            raise TypeError(f"artifacts[{i}]: expected path, size and sha256, got {art}")
+    for i, metric in enumerate(_list_of_dicts(record, "metrics")):
+        value = metric.get("value")
+        if not isinstance(metric.get("name"), str) or not _is_number(value):
+            raise TypeError(f"metrics[{i}]: expected a name and a numeric value, got {metric}")
+    return hashlib.sha256(raw).hexdigest()[:16], record
+
+
 def artifact_entries(path: Path) -> list[dict[str, Any]]:
     """`{"path", "size", "sha256"}` for a file, or for every file under a directory (sorted)."""
     if path.is_dir():
@@ -192,6 +228,17 @@ def _record_output(outputs: list[str], *, rule: str) -> str:
             f"got {records or 'none'} among {outputs}"
         )
     return records[0]
+
+
+def _list_of_dicts(record: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    items = record.get(key, [])
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise TypeError(f"{key!r} must be a list of objects")
+    return items
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _as_dict(named: Any) -> dict[str, Any]:

@@ -1,0 +1,38 @@
+"""The command line's contract: help everywhere, one-line errors with exit code 2 for bad input."""
+
+import pytest
+from ground_cli.main import app
+from typer.testing import CliRunner
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize("command", [[], ["run"], ["status"], ["runs"], ["metrics"], ["bench", "features"]])
+def test_every_command_has_help(command):
+    result = runner.invoke(app, [*command, "--help"])
+    assert result.exit_code == 0
+    assert "Usage" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "--until", "bogus"], "unknown step 'bogus'"),
+        (["run", "--until", "stage2"], "step 'stage2' has no rules in this version yet"),
+        (["run", "--forcerun", "nope"], "unknown step 'nope'"),
+        (["run", "--set", "convert.typo=1"], "unknown config key 'convert.typo'"),
+        (["status", "--set", "features.on_error=never"], "features.on_error: 'never' is not one of"),
+        (["run", "--set", "train.stage1.lr=quick"], "train.stage1.lr: expected float"),
+    ],
+)
+def test_bad_input_is_a_one_line_error_with_exit_2(args, message):
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and message in lines[0], result.output
+
+
+def test_missing_recipe_file_is_named(tmp_path):
+    result = runner.invoke(app, ["status", "--config", str(tmp_path / "nope.yaml")])
+    assert result.exit_code == 2
+    assert "nope.yaml" in result.output

@@ -1,0 +1,152 @@
+"""The real pipeline on a tiny demo corpus: Snakemake, ffmpeg, transformers models, DuckDB.
+
+The project (Snakefile, rules, config.yaml and src/) is copied to a temporary folder so the
+tests can edit library code and media without touching the checkout; `ground` runs as a
+subprocess with that copy of src/ first on PYTHONPATH, exactly as a user would run it.
+Nothing is stubbed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = [
+    "download.demo.splits={train: 6, val: 2, test: 2}",
+    "download.models.vocab_size=400",
+    "features.shard_size=4",
+]
+pytestmark = pytest.mark.e2e
+
+
+def ground(project: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    sets = [x for s in TINY for x in ("--set", s)]
+    needs_sets = args[0] in ("run", "status")
+    # The tiny sizes come first so that a test's own --set of the same key wins.
+    cmd = [sys.executable, "-m", "ground_cli.main", args[0], *(sets if needs_sets else []), *args[1:]]
+    env = os.environ | {"PYTHONPATH": str(project / "src"), "COLUMNS": "200"}
+    proc = subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True, timeout=900)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{cmd} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def status(project: Path, *sets: str) -> dict[str, dict]:
+    extra = [x for s in sets for x in ("--set", s)]
+    out = ground(project, "status", "--json", *extra).stdout
+    return {job["job"]: job for job in json.loads(out)["steps"]}
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("project")
+    for name in ("Snakefile", "config.yaml"):
+        shutil.copy(REPO / name, root / name)
+    for name in ("rules", "src", "envs"):
+        shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+    ground(root, "run", "--until", "features", "--cores", "2")
+    return root
+
+
+def test_first_run_builds_every_step_and_tracks_it(project):
+    for modality in ("image", "video", "audio"):
+        index = project / f"results/features/{modality}.index.jsonl"
+        entries = [json.loads(line) for line in index.read_text().splitlines()]
+        assert entries and all(len(e["key"]) == 64 for e in entries)
+    con = duckdb.connect(str(project / "results/ground.duckdb"), read_only=True)
+    (runs,) = con.sql("select count(*) from runs where status = 'ok'").fetchone()
+    jobs = dict(con.sql("select rule, count(*) from jobs group by rule").fetchall())
+    assert runs == 1
+    # download, 3 datasets x 3 splits, generate, 3 modalities
+    assert jobs == {"download_data": 1, "convert_dataset": 9, "generate_instructions": 1, "cache_features": 3}
+    path, size, sha = con.sql(
+        "select path, size, sha256 from artifacts where path like '%demo_image/train.jsonl'"
+    ).fetchone()
+    data = (project / path).read_bytes() if not Path(path).is_absolute() else Path(path).read_bytes()
+    assert size == len(data) and sha == hashlib.sha256(data).hexdigest()
+
+
+def test_second_run_does_nothing_and_status_is_up_to_date(project):
+    proc = ground(project, "run", "--until", "features")
+    assert "0 job(s) ran" in proc.stderr
+    states = {job["state"] for job in status(project).values()}
+    assert states == {"up-to-date"}
+
+
+def test_conversion_param_invalidates_conversion_and_later_steps_only(project):
+    plan = status(project, "convert.seed=7")
+    by_step: dict[str, set[str]] = {}
+    for job in plan.values():
+        by_step.setdefault(job["step"], set()).add(job["state"])
+    assert by_step["download"] == {"up-to-date"}
+    assert by_step["convert"] == {"will-run"}
+    assert by_step["generate"] == {"will-run"} and by_step["features"] == {"will-run"}
+    convert_job = plan["convert_dataset[dataset=demo_image,split=train]"]
+    assert {"kind": "config-changed", "detail": "convert.seed: 0 -> 7"} in convert_job["reasons"]
+
+
+def test_code_edit_reruns_conversion_but_a_comment_does_not(project):
+    source = project / "src/ground/data/convert.py"
+    original = source.read_text()
+    try:
+        source.write_text(original + "\n# a comment changes nothing\n")
+        assert {j["state"] for j in status(project).values()} == {"up-to-date"}
+        source.write_text(original + "\nEXTRA_CONSTANT = 1\n")
+        plan = status(project)
+        states = {(j["step"], j["state"]) for j in plan.values()}
+        assert ("download", "up-to-date") in states and ("download", "will-run") not in states
+        assert ("convert", "up-to-date") not in states
+        kinds = {r["kind"] for r in plan["convert_dataset[dataset=demo_video,split=val]"]["reasons"]}
+        assert "code-changed" in kinds
+    finally:
+        source.write_text(original)
+    assert {j["state"] for j in status(project).values()} == {"up-to-date"}
+
+
+def test_garbage_video_fails_naming_the_file_and_keeps_the_cache(project):
+    store = project / "cache/features/video"
+    before = {p: p.read_bytes() for p in store.rglob("*") if p.is_file()}
+    victim = sorted((project / "resources/demo/media/videos").glob("*.mp4"))[0]
+    original = victim.read_bytes()
+    try:
+        victim.write_bytes(b"this is not a video" * 100)
+        proc = ground(project, "run", "--until", "features", "--forcerun", "features", check=False)
+        assert proc.returncode == 1
+        assert victim.name in proc.stderr
+        for path, data in before.items():
+            assert path.read_bytes() == data, f"{path} changed"
+        skipped = ground(project, "run", "--until", "features", "--forcerun", "features",
+                         "--set", "features.on_error=skip")
+        record = json.loads((project / "results/features/video.job.json").read_text())
+        failed = record["notes"]["summary"]["failed"]
+        assert [Path(f["media"]).name for f in failed] == [victim.name], skipped.stderr
+    finally:
+        victim.write_bytes(original)
+
+
+def test_runs_and_metrics_commands_read_the_database(project):
+    runs = json.loads(ground(project, "runs", "--json").stdout)
+    assert len(runs) >= 2 and {"ok", "failed"} <= {r["status"] for r in runs}
+    metrics = json.loads(ground(project, "metrics", "--json").stdout)
+    assert any(m["name"] == "media_encoded" for m in metrics)
+
+
+def test_new_media_only_are_encoded(project):
+    videos = project / "resources/demo/media/videos"
+    before = {hashlib.sha256(p.read_bytes()).hexdigest() for p in videos.glob("train_*.mp4")}
+    grown = "download.demo.splits={train: 8, val: 2, test: 2}"
+    ground(project, "run", "--until", "features", "--set", grown)
+    after = {hashlib.sha256(p.read_bytes()).hexdigest() for p in videos.glob("train_*.mp4")}
+    record = json.loads((project / "results/features/video.job.json").read_text())
+    summary = record["notes"]["summary"]
+    assert summary["encoded"] == len(after - before) == 2
+    assert summary["cached"] == summary["media"] - 2

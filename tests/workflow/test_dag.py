@@ -1,0 +1,68 @@
+"""Dry-run plans of the real Snakefile: which jobs exist, what `--until` cuts, lint is clean."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def project(tmp_path) -> Path:
+    for name in ("Snakefile", "config.yaml"):
+        shutil.copy(REPO / name, tmp_path / name)
+    shutil.copytree(REPO / "rules", tmp_path / "rules")
+    return tmp_path
+
+
+def ground(project: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "ground_cli.main", *args],
+        cwd=project, env=os.environ | {"COLUMNS": "200"}, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+
+def test_fresh_project_plans_every_job_with_missing_outputs(project):
+    proc = ground(project, "status", "--json")
+    assert proc.returncode == 0, proc.stderr
+    jobs = json.loads(proc.stdout)["steps"]
+    counts: dict[str, int] = {}
+    for job in jobs:
+        counts[job["step"]] = counts.get(job["step"], 0) + 1
+        assert job["state"] == "will-run"
+        assert job["reasons"][0]["kind"] == "missing-output"
+    assert counts == {"download": 1, "convert": 9, "generate": 1, "features": 3}
+    assert [j["step"] for j in jobs] == sorted(
+        (j["step"] for j in jobs), key=["download", "convert", "generate", "features"].index
+    )
+
+
+def test_until_convert_stops_before_generation(project):
+    proc = ground(project, "run", "--until", "convert", "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    planned = [line for line in proc.stderr.splitlines() if line.startswith("would run")]
+    rules = {line.split()[2].split("[")[0].rstrip(":") for line in planned}
+    assert rules == {"download_data", "convert_dataset"}
+    assert not (project / "results").exists() and not (project / "resources").exists()
+
+
+def test_convert_datasets_limit_the_plan(project):
+    proc = ground(project, "status", "--json", "--set", "convert.datasets=[demo_video]")
+    jobs = json.loads(proc.stdout)["steps"]
+    converted = {j["wildcards"]["dataset"] for j in jobs if j["step"] == "convert"}
+    assert converted == {"demo_video"}
+
+
+def test_snakemake_lint_is_clean():
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--lint", "--cores", "1"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
