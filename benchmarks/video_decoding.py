@@ -47,6 +47,7 @@ def main() -> None:
     parser.add_argument("--videos", type=int, default=4, help="number of test videos")
     parser.add_argument("--seconds", type=float, default=60.0, help="length of each video")
     parser.add_argument("--fps", type=int, default=25)
+    parser.add_argument("--resolution", default="320x240", help="WIDTHxHEIGHT of the videos")
     parser.add_argument("--gop", type=int, default=250, help="keyframe interval in frames")
     parser.add_argument("--frames", type=int, default=64, help="frames sampled per video")
     parser.add_argument("--size", type=int, default=224, help="side of the sampled frames")
@@ -57,7 +58,10 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         out = args.out or Path(tmp)
-        videos = make_bench_videos(out, args.videos, args.seconds, args.fps, gop=args.gop)
+        width, height = (int(n) for n in args.resolution.split("x"))
+        videos = make_bench_videos(
+            out, args.videos, args.seconds, args.fps, size=(width, height), gop=args.gop
+        )
         result = bench_video_decoding(videos, args.frames, args.size, args.repeats)
     runs = args.videos * args.repeats
     every = round(args.seconds * args.fps) * runs
@@ -67,7 +71,7 @@ def main() -> None:
         "single_pass": every,
     }
     print(
-        f"{args.videos} videos x {args.repeats}: {args.seconds:g} s, {args.fps} fps, "
+        f"{args.videos} videos x {args.repeats}: {args.resolution}, {args.seconds:g} s, {args.fps} fps, "
         f"GOP {args.gop}, {args.frames} frames at {args.size}x{args.size}"
     )
     print_table(result, decoded)

@@ -9,9 +9,9 @@ from typing import Any
 
 from ground_cli.workflow import Events, Request, execute
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ground.config import config_hash
 from ground.fingerprint import code_fingerprint
 from ground.plan import explain
 from ground.steps import STEPS, section, step_of_rule
@@ -27,7 +27,7 @@ def run_pipeline(request: Request, db: Path, command_line: str, console: Console
         command_line=command_line, workdir=request.root,
     )  # fmt: skip
     os.environ["GROUND_RUN_ID"] = run_id
-    console.print(f"run [bold]{run_id}[/] (config {config_hash(request.config)}) -> {db}")
+    console.print(f"run [bold]{run_id}[/] -> {db}", soft_wrap=True)
     events, ok = _execute_with_progress(request, console)
     ingested = _ingest(db, run_id, request, events)
     tracking.finish_run(db, run_id, "ok" if ok else "failed")
@@ -42,13 +42,18 @@ def _execute_with_progress(request: Request, console: Console) -> tuple[Events, 
 
         def update(events: Events) -> None:
             running = sorted({_label(events.jobs[j]) for j in events.running if j in events.jobs})
-            text = ", ".join(running) if running else "waiting"
+            text = escape(", ".join(running)) if running else "waiting"
             progress.update(task, total=events.total or None, completed=len(events.finished),
                             description=f"running: {text}" if running else text)  # fmt: skip
 
         events = Events(on_change=update)
         ok = execute(request, events)
-        progress.update(task, description="done" if ok else "[red]failed")
+        done = len(events.finished)
+        if ok:  # `all` is counted in the total but never runs under --until
+            text = "done" if done else "nothing to do: every requested output is up to date"
+            progress.update(task, total=done, completed=done, description=text)
+        else:
+            progress.update(task, description="[red]failed")
     return events, ok
 
 
@@ -71,13 +76,13 @@ def _report(events: Events, ok: bool, ingested: int, console: Console) -> None:
         job = events.jobs.get(jobid)
         if job is None:
             continue
-        console.print(f"[bold red]failed:[/] {_label(job)}  log: {', '.join(job.log) or '-'}")
+        console.print(f"[bold red]failed:[/] {escape(_label(job))}  log: {escape(', '.join(job.log) or '-')}")
         for log in job.log:
             if Path(log).is_file():
                 for line in deque(Path(log).read_text(errors="replace").splitlines(), maxlen=12):
                     console.print(f"  {line}", highlight=False, markup=False)
     for error in events.errors:
-        console.print(f"[red]{error.strip()}[/]", highlight=False)
+        console.print(f"[red]{escape(error.strip())}[/]", highlight=False)
     done = len(events.finished)
     verdict = "[green]done[/]" if ok else "[bold red]failed[/]"
     console.print(f"{verdict}: {done} job(s) ran, {ingested} job record(s) added to the database")
@@ -87,11 +92,11 @@ def dry_run(request: Request, console: Console) -> bool:
     events = Events()
     ok = execute(request, events)
     for job in sorted(events.jobs.values(), key=lambda j: j.jobid):
-        console.print(f"would run {_label(job)}: {job.reason}", highlight=False)
+        console.print(f"would run {_label(job)}: {job.reason}", highlight=False, markup=False)
     if not events.jobs and ok:
         console.print("nothing to do: every requested output is up to date")
     for error in events.errors:
-        console.print(f"[red]{error.strip()}[/]", highlight=False)
+        console.print(f"[red]{escape(error.strip())}[/]", highlight=False)
     return ok
 
 

@@ -24,13 +24,26 @@ KINDS = (
     ("Forced execution", "forced"),
 )
 
+FILE_KINDS = {
+    "missing-output": "output missing",
+    "incomplete-output": "output incomplete (an earlier run was interrupted)",
+    "new-input": "input newer than output",
+    "upstream-will-run": "input will be rebuilt upstream",
+}
 
-def reason_kinds(reason: str) -> list[dict[str, str]]:
-    """Split Snakemake's reason string into [{"kind", "detail"}]."""
+
+def reason_kinds(reason: str) -> list[dict[str, Any]]:
+    """Split Snakemake's reason string into [{"kind", "detail", "files"?}]."""
     found = []
     for part in filter(None, (p.strip() for p in reason.split("; "))):
-        kind = next((k for phrase, k in KINDS if part.startswith(phrase)), "other")
-        found.append({"kind": kind, "detail": part})
+        phrase, kind = next(((p, k) for p, k in KINDS if part.startswith(p)), ("", "other"))
+        entry: dict[str, Any] = {"kind": kind, "detail": part}
+        head, sep, tail = part.partition(": ")
+        if sep and kind in FILE_KINDS:
+            files = [f.strip() for f in tail.split(", ") if f.strip()]
+            first = f": {files[0]}" + (f" and {len(files) - 1} more" if len(files) > 1 else "")
+            entry = {"kind": kind, "detail": FILE_KINDS[kind] + first, "files": files}
+        found.append(entry)
     return found
 
 

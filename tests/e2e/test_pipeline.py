@@ -63,12 +63,12 @@ def test_first_run_builds_every_step_and_tracks_it(project):
         entries = [json.loads(line) for line in index.read_text().splitlines()]
         assert entries and all(len(e["key"]) == 64 for e in entries)
     con = duckdb.connect(str(project / "results/ground.duckdb"), read_only=True)
-    (runs,) = con.sql("select count(*) from runs where status = 'ok'").fetchone()
-    jobs = dict(con.sql("select rule, count(*) from jobs group by rule").fetchall())
+    (runs,) = con.execute("select count(*) from runs where status = 'ok'").fetchone()
+    jobs = dict(con.execute("select rule, count(*) from jobs group by rule").fetchall())
     assert runs == 1
     # download, 3 datasets x 3 splits, generate, 3 modalities
     assert jobs == {"download_data": 1, "convert_dataset": 9, "generate_instructions": 1, "cache_features": 3}
-    path, size, sha = con.sql(
+    path, size, sha = con.execute(
         "select path, size, sha256 from artifacts where path like '%demo_image/train.jsonl'"
     ).fetchone()
     data = (project / path).read_bytes() if not Path(path).is_absolute() else Path(path).read_bytes()

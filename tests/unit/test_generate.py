@@ -209,3 +209,16 @@ def test_turns_is_honoured(tmp_path: Path) -> None:
     assert len(records[0]["conversations"]) == 2
     with pytest.raises(ValueError, match="turns must be at least 1"):
         generate(tmp_path, [], turns=0)
+
+
+def test_media_without_annotations_are_not_requested(tmp_path: Path) -> None:
+    raw = {"id": "e", "video": "media/videos/e.mp4", "duration": 8.0, "caption": "x", "events": []}
+    (tmp_path / "media/videos").mkdir(parents=True)
+    (tmp_path / "media/videos/e.mp4").touch()
+    (tmp_path / "raw/demo_video").mkdir(parents=True)
+    (tmp_path / "raw/demo_video/train.jsonl").write_text(json.dumps(raw) + "\n")
+    source = tmp_path / "convert.jsonl"
+    convert_dataset("demo_video", "train", tmp_path, source, tmp_path / "m.json", seed=0)
+    records, summary = generate(tmp_path, [source])
+    assert records == [] and summary["requests"] == 0
+    assert summary["rejected_by_reason"] == {"no annotations": 1}

@@ -7,9 +7,12 @@
 `sample_frames` runs one short ffmpeg process per frame that seeks (`-ss t` before `-i`) and
 decodes a single frame, so it never holds a whole video in memory. ffmpeg's input seek is
 accurate: it jumps to the keyframe before `t`, decodes forward and returns the first frame whose
-timestamp is >= t. `sample_frames_decode_all` decodes every frame in one process and picks the
-same frames by timestamp; it is the baseline `features.bench` compares against (the faster one
-depends on the keyframe interval and on how many frames are sampled: see the benchmark).
+timestamp is >= t (rounded to the stream's time base). Two samplers return the same frames from
+one ffmpeg process that decodes every frame: `sample_frames_decode_all` pipes them all and picks
+in Python (the baseline), `sample_frames_single_pass` lets ffmpeg's `select` filter pass on only
+the frames next to each timestamp. Each seek decodes half a GOP on average, so seeking wins only
+when num_frames * GOP / 2 is well below the video's frame count; `benchmarks/video_decoding.py`
+measures all three.
 """
 
 from __future__ import annotations

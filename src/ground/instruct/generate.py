@@ -296,6 +296,10 @@ def generate_instructions(
     requests = hits = 0
     for group in groups:
         annotation = group.annotation()
+        # Nothing to ground a dialogue in: not worth a (possibly paid) request.
+        if not any(annotation.get(k) for k in ("objects", "expressions", "events")):
+            rejected.append({"media": group.media, "reason": "no annotations", "detail": ""})
+            continue
         key, response, cached = respond(engine, cache, annotation, seed=seed, turns=turns)
         hits += cached
         requests += not cached
