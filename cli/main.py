@@ -14,7 +14,6 @@ import json
 import os
 import shlex
 import sys
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -89,16 +88,23 @@ def run(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also show Snakemake's own output.")] = False,
 ) -> None:
     """Run the pipeline (up to --until), recording the run, its jobs, artifacts and metrics in DuckDB."""
-    from ground_cli.running import run_pipeline
-    from ground_cli.workflow import Request
+    from ground_cli.running import RunInProgress, run_pipeline
+    from ground_cli.workflow import Request, load_profile
 
     cfg = recipe(config, set_)
+    try:
+        load_profile(profile)
+    except ValueError as err:
+        raise fail(str(err)) from None
     request = Request(
         root=project_root(), config=cfg, until=rules_of([until] if until else []),
         forcerun=rules_of(forcerun), cores=cores, dryrun=dry_run, profile=profile, verbose=verbose,
     )  # fmt: skip
     command_line = shlex.join(["ground", *sys.argv[1:]])
-    ok = run_pipeline(request, database(cfg), command_line, console)
+    try:
+        ok = run_pipeline(request, database(cfg), command_line, console)
+    except RunInProgress as err:
+        raise fail(str(err)) from None
     raise typer.Exit(0 if ok else 1)
 
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import shutil
 from collections import deque
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +32,55 @@ def run_pipeline(request: Request, db: Path, command_line: str, console: Console
     )  # fmt: skip
     os.environ["GROUND_RUN_ID"] = run_id
     console.print(f"run [bold]{run_id}[/] -> {db}", soft_wrap=True)
-    events, ok = _execute_with_progress(request, console)
-    ingested = _ingest(db, run_id, request, events)
-    tracking.finish_run(db, run_id, "ok" if ok else "failed")
+    with exclusive(request.root, db, run_id, console):
+        try:
+            events, ok = _execute_with_progress(request, console)
+        except KeyboardInterrupt:
+            tracking.finish_run(db, run_id, "interrupted")
+            raise
+        ingested = _ingest(db, run_id, request, events)
+        tracking.finish_run(db, run_id, "ok" if ok else "failed")
     _report(events, ok, ingested, console)
     return ok
+
+
+class RunInProgress(RuntimeError):
+    """Another live `ground run` holds this project folder."""
+
+
+@contextlib.contextmanager
+def exclusive(root: Path, db: Path, run_id: str, console: Console) -> Iterator[None]:
+    """One `ground run` per project folder; a run that was killed is cleaned up so this resumes.
+
+    A killed Snakemake leaves its locks behind (and our run row says `running`); they are
+    released only when the process that wrote our marker is gone.
+    """
+    marker = root / ".snakemake" / "ground-run.json"
+    if marker.is_file():
+        previous = json.loads(marker.read_text())
+        if previous["pid"] != os.getpid() and _alive(previous["pid"]):
+            tracking.finish_run(db, run_id, "refused")
+            raise RunInProgress(f"run {previous['run_id']} (pid {previous['pid']}) is still running in {root}")
+        shutil.rmtree(root / ".snakemake" / "locks", ignore_errors=True)
+        with contextlib.suppress(KeyError):
+            tracking.finish_run(db, previous["run_id"], "interrupted")
+        console.print(f"run {previous['run_id']} was interrupted; resuming (incomplete outputs are rebuilt)")
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps({"pid": os.getpid(), "run_id": run_id}))
+    try:
+        yield
+    finally:
+        marker.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _execute_with_progress(request: Request, console: Console) -> tuple[Events, bool]:
@@ -82,7 +130,7 @@ def _report(events: Events, ok: bool, ingested: int, console: Console) -> None:
                 for line in deque(Path(log).read_text(errors="replace").splitlines(), maxlen=12):
                     console.print(f"  {line}", highlight=False, markup=False)
     for error in events.errors:
-        console.print(f"[red]{escape(error.strip())}[/]", highlight=False)
+        console.print(f"[red]{escape(error.strip())}[/]", highlight=False, soft_wrap=True)
     done = len(events.finished)
     verdict = "[green]done[/]" if ok else "[bold red]failed[/]"
     console.print(f"{verdict}: {done} job(s) ran, {ingested} job record(s) added to the database")
@@ -96,7 +144,7 @@ def dry_run(request: Request, console: Console) -> bool:
     if not events.jobs and ok:
         console.print("nothing to do: every requested output is up to date")
     for error in events.errors:
-        console.print(f"[red]{escape(error.strip())}[/]", highlight=False)
+        console.print(f"[red]{escape(error.strip())}[/]", highlight=False, soft_wrap=True)
     return ok
 
 

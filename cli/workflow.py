@@ -115,7 +115,7 @@ class Request:
 def execute(request: Request, events: Events) -> bool:
     """Build the DAG and run it (or dry-run it); True when every job succeeded."""
     profile = load_profile(request.profile)
-    _put_interpreter_on_path()
+    _job_environment(request.root)
     quiet = None if request.verbose else {Quietness.ALL}
     with SnakemakeApi(OutputSettings(quiet=quiet, printshellcmds=profile.get("printshellcmds", False))) as api:
         collector = _Collector(events)
@@ -191,8 +191,10 @@ def _deployment(profile: dict[str, Any]) -> DeploymentSettings:
     return DeploymentSettings(deployment_method={DeploymentMethod.parse_choice(m) for m in methods})
 
 
-def _put_interpreter_on_path() -> None:
-    """`script:` jobs run `python` from PATH: make it this environment's interpreter."""
-    bindir = str(Path(sys.executable).parent)
-    if os.environ.get("PATH", "").split(os.pathsep)[0] != bindir:
-        os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
+def _job_environment(root: Path) -> None:
+    """Jobs run `python` from PATH and import `ground`: make both this checkout's, also in
+    `--sdm conda` environments and on cluster nodes (executors pass the environment on)."""
+    for name, entry in (("PATH", str(Path(sys.executable).parent)), ("PYTHONPATH", str(root / "src"))):
+        current = os.environ.get(name, "")
+        if entry not in current.split(os.pathsep):
+            os.environ[name] = os.pathsep.join(p for p in (entry, current) if p)

@@ -1,7 +1,4 @@
 # Config validation, shared names and input functions (no rules here).
-import os
-from pathlib import Path
-
 from ground.config import validate
 from ground.data.layout import raw_files
 from ground.fingerprint import code_fingerprint
@@ -9,11 +6,6 @@ from ground.steps import STEPS
 
 # One schema for the Snakefile and the CLI: a typo in config.yaml or --config fails here.
 config.update(validate(config))
-
-# Jobs in `--sdm conda` environments import the library straight from the source tree.
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    p for p in (str(Path(workflow.basedir) / "src"), os.environ.get("PYTHONPATH")) if p
-)
 
 ROOT = config["download"]["root"]
 MODALITIES = ["image", "video", "audio"]

@@ -10,7 +10,6 @@ rule convert_dataset:
     params:
         cfg=config["convert"],
         code=CODE["convert"],
-        root=ROOT,
     log:
         "logs/convert/{dataset}/{split}.log",
     conda:

@@ -13,8 +13,6 @@ with the dotted key, so a typo never silently falls back to a default.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import types
 import typing
 from dataclasses import dataclass, field
@@ -187,10 +185,6 @@ def validate(raw: dict[str, Any]) -> dict[str, Any]:
     """Check `raw` against the schema; returns it with defaults filled in."""
     recipe = _build(Recipe, raw, "")
     return dataclasses.asdict(recipe)
-
-
-def config_hash(config: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _build(cls: type, raw: Any, where: str) -> Any:

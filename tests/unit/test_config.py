@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from ground.config import ConfigError, config_hash, load_config
+from ground.config import ConfigError, load_config
+from ground.tracking.db import config_hash
 
 ROOT = Path(__file__).resolve().parents[2]
 

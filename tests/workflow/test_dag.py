@@ -54,7 +54,8 @@ def test_until_convert_stops_before_generation(project):
 
 
 def test_convert_datasets_limit_the_plan(project):
-    proc = ground(project, "status", "--json", "--set", "convert.datasets=[demo_video]")
+    only_video = ["--set", "convert.datasets=[demo_video]", "--set", "generate.sources=[demo_video]"]
+    proc = ground(project, "status", "--json", *only_video)
     jobs = json.loads(proc.stdout)["steps"]
     converted = {j["wildcards"]["dataset"] for j in jobs if j["step"] == "convert"}
     assert converted == {"demo_video"}
@@ -66,3 +67,15 @@ def test_snakemake_lint_is_clean():
         cwd=REPO, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_profile_is_read_and_unknown_profile_keys_are_refused(project, tmp_path_factory):
+    profile = tmp_path_factory.mktemp("profile")
+    (profile / "config.v8+.yaml").write_text("jobs: 3\ndefault-resources: [mem_mb=1000]\nretries: 1\n")
+    proc = ground(project, "run", "--dry-run", "--until", "download", "--profile", str(profile))
+    assert proc.returncode == 0, proc.stderr
+    assert "would run download_data" in proc.stderr
+    (profile / "config.v8+.yaml").write_text("jobs: 3\nslurm-account: x\n")
+    proc = ground(project, "run", "--dry-run", "--profile", str(profile))
+    assert proc.returncode == 2
+    assert "unsupported profile keys ['slurm-account']" in proc.stderr
