@@ -185,8 +185,26 @@ def show(rows: list[dict], as_json: bool, columns: list[str]) -> None:
         return
     table = Table(*columns)
     for row in rows:
-        table.add_row(*(escape(str(row.get(c, ""))) for c in columns))
+        table.add_row(*(escape(cell(row.get(c))) for c in columns))
     Console().print(table)
+
+
+def cell(value: Any) -> str:
+    """Table text for a database value: seconds-precision times, short commits, no None."""
+    if value is None:
+        return ""
+    if hasattr(value, "strftime"):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, str) and value.startswith("["):
+        try:
+            return ", ".join(map(str, json.loads(value)))
+        except json.JSONDecodeError:
+            return value
+    if isinstance(value, list):
+        return ", ".join(map(str, value))
+    if isinstance(value, float):
+        return f"{value:g}"
+    return value[:12] if isinstance(value, str) and len(value) == 40 else str(value)
 
 
 if __name__ == "__main__":

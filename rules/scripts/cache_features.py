@@ -11,6 +11,6 @@ with step_job(smk) as job:
         smk.wildcards.modality, [Path(p) for p in smk.input], Path(smk.output.index), smk.params.cfg
     )
     job.note("summary", summary)
-    job.metric("media_encoded", summary["encoded"], split=smk.wildcards.modality)
-    job.metric("media_cached", summary["cached"], split=smk.wildcards.modality)
-    job.metric("media_failed", len(summary["failed"]), split=smk.wildcards.modality)
+    counts = {"encoded": summary["encoded"], "cached": summary["cached"], "failed": len(summary["failed"])}
+    for name, value in counts.items():
+        job.metric(f"media_{name}", value, benchmark="features", split=smk.wildcards.modality)
