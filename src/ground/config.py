@@ -89,6 +89,7 @@ class VideoFeatures:
     encoder: str = "resources/demo/models/frame_encoder"
     frames: int = 8
     size: int = 32
+    sampler: Literal["seek", "single_pass"] = "seek"
 
 
 @dataclass

@@ -92,3 +92,16 @@ def test_referenced_media_reads_the_modality_field_and_names_bad_lines(tmp_path)
     records.write_text('{"video": "v.mp4"}\n{broken\n')
     with pytest.raises(ValueError, match="r.jsonl:2"):
         referenced_media([records], "video")
+
+
+def test_sampler_choice_is_not_part_of_the_feature_key_but_frames_are():
+    import dataclasses
+
+    from ground.features.extract import preprocess_params
+
+    cfg = dataclasses.asdict(Features())
+    seek = preprocess_params("video", cfg)
+    cfg["video"]["sampler"] = "single_pass"
+    assert preprocess_params("video", cfg) == seek
+    cfg["video"]["frames"] = 16
+    assert preprocess_params("video", cfg) != seek
