@@ -22,5 +22,6 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check src cli tests benchmarks rules/scripts
+	$(VENV)/bin/snakefmt --check Snakefile rules/
 	$(VENV)/bin/snakemake --lint --cores 1 >/dev/null
 	$(VENV)/bin/pytest -q $(ARGS)

@@ -25,10 +25,14 @@ def get_raw_files():
 
 
 def get_converted(datasets, splits):
-    return expand("results/convert/{dataset}/{split}.jsonl", dataset=datasets, split=splits)
+    return expand(
+        "results/convert/{dataset}/{split}.jsonl", dataset=datasets, split=splits
+    )
 
 
 def get_feature_inputs(wildcards):
     """Every conversation file of the recipe: the feature step encodes the media they name."""
     cfg = config["convert"]
-    return get_converted(cfg["datasets"], cfg["splits"]) + ["results/generate/dialogues.jsonl"]
+    return get_converted(cfg["datasets"], cfg["splits"]) + [
+        "results/generate/dialogues.jsonl"
+    ]

@@ -7,12 +7,12 @@ rule convert_dataset:
         records="results/convert/{dataset}/{split}.jsonl",
         manifest="results/convert/{dataset}/{split}.manifest.json",
         record="results/convert/{dataset}/{split}.job.json",
-    params:
-        cfg=config["convert"],
-        code=CODE["convert"],
     log:
         "logs/convert/{dataset}/{split}.log",
     conda:
         "../envs/data.yaml"
+    params:
+        cfg=config["convert"],
+        code=CODE["convert"],
     script:
         "scripts/convert_dataset.py"

@@ -5,9 +5,6 @@ rule download_data:
         media=directory(f"{ROOT}/media"),
         models=directory(f"{ROOT}/models"),
         record=f"{ROOT}/download.job.json",
-    params:
-        cfg=config["download"],
-        code=CODE["download"],
     log:
         "logs/download/download_data.log",
     benchmark:
@@ -15,5 +12,8 @@ rule download_data:
     conda:
         "../envs/data.yaml"
     threads: 2
+    params:
+        cfg=config["download"],
+        code=CODE["download"],
     script:
         "scripts/download_data.py"

@@ -5,9 +5,6 @@ rule cache_features:
     output:
         index="results/features/{modality}.index.jsonl",
         record="results/features/{modality}.job.json",
-    params:
-        cfg=config["features"],
-        code=CODE["features"],
     log:
         "logs/features/{modality}.log",
     benchmark:
@@ -15,5 +12,8 @@ rule cache_features:
     conda:
         "../envs/features.yaml"
     threads: 2
+    params:
+        cfg=config["features"],
+        code=CODE["features"],
     script:
         "scripts/cache_features.py"

@@ -6,12 +6,12 @@ rule generate_instructions:
         records="results/generate/dialogues.jsonl",
         manifest="results/generate/dialogues.manifest.json",
         record="results/generate/dialogues.job.json",
-    params:
-        cfg=config["generate"],
-        code=CODE["generate"],
     log:
         "logs/generate/generate_instructions.log",
     conda:
         "../envs/data.yaml"
+    params:
+        cfg=config["generate"],
+        code=CODE["generate"],
     script:
         "scripts/generate_instructions.py"
