@@ -14,6 +14,8 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
 	$(VENV)/bin/python -c "import torch" 2>/dev/null || $(VENV)/bin/pip install -q "$(TORCH)"
+	# DeepSpeed ships as source: built against the torch above, never an isolated (CUDA) one.
+	$(VENV)/bin/pip install -q --no-build-isolation "deepspeed==0.19.8"
 	$(VENV)/bin/pip install -q -e ".[dev]"
 	touch $(STAMP)
 

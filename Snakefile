@@ -14,14 +14,15 @@ include: "rules/download.smk"
 include: "rules/convert.smk"
 include: "rules/generate.smk"
 include: "rules/features.smk"
+include: "rules/train.smk"
 
 
 onstart:
     shell("mkdir -p logs")
 
 
-# Everything the pipeline produces so far: the cached features of every modality.
+# Everything the pipeline produces so far: the stage-3 model (and all it needs).
 rule all:
     default_target: True
     input:
-        expand("results/features/{modality}.index.jsonl", modality=MODALITIES),
+        "results/train/stage3/model",

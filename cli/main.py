@@ -67,7 +67,7 @@ def recipe(config: Path | None, sets: list[str]) -> dict[str, Any]:
 
 def rules_of(steps: list[str]) -> list[str]:
     try:
-        return [rule for name in steps for rule in step(name).rules]
+        return [target for name in steps for target in step(name).targets]
     except KeyError as err:
         raise fail(err.args[0]) from None
 
@@ -109,12 +109,17 @@ def run(
 
 
 @app.command()
-def status(json_: JsonOpt = False, config: ConfigOpt = None, set_: SetOpt = []) -> None:
+def status(
+    json_: JsonOpt = False,
+    config: ConfigOpt = None,
+    set_: SetOpt = [],
+    until: Annotated[str | None, typer.Option(help="Only the steps up to this one.")] = None,
+) -> None:
     """For every job of every step: up to date, or the reasons it would run."""
     from ground_cli.running import plan_status
 
     cfg = recipe(config, set_)
-    jobs = plan_status(project_root(), cfg)
+    jobs = plan_status(project_root(), cfg, until=rules_of([until] if until else []))
     if json_:
         print(json.dumps({"steps": jobs}, indent=2))
         return
@@ -145,7 +150,28 @@ def metrics(
     from ground.tracking.db import list_metrics
 
     rows = list_metrics(database(recipe(config, [])), run_id=run_id)
-    show(rows, json_, ["run_id", "name", "value", "benchmark", "split"])
+    if not json_:
+        rows = collapse_curves(rows)
+    show(rows, json_, ["run_id", "step", "benchmark", "split", "name", "value"])
+
+
+def collapse_curves(rows: list[dict]) -> list[dict]:
+    """One table row per curve (e.g. a stage's training loss): its last value and its length."""
+    out: list[dict] = []
+    curves: dict[tuple, dict] = {}
+    for row in rows:
+        if row.get("at_step") is None:
+            out.append(row)
+            continue
+        key = (row["run_id"], row["job_id"], row["name"], row["benchmark"], row["split"])
+        if key not in curves:
+            curves[key] = dict(row, first=row["value"], points=0)
+            out.append(curves[key])
+        curve = curves[key]
+        curve["points"] += 1
+        curve["value"] = row["value"]
+        curve["name"] = f"{row['name']} (last of {curve['points']} steps, first {curve['first']:.4g})"
+    return out
 
 
 bench_app = typer.Typer(help="Benchmarks that print ratios measured side by side in one run.", no_args_is_help=True)

@@ -18,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ground.fingerprint import code_fingerprint
 from ground.plan import explain
-from ground.steps import STEPS, section, step_of_rule
+from ground.steps import STEPS, step, step_config, step_of_rule
 from ground.tracking import db as tracking
 
 
@@ -114,7 +114,7 @@ def _ingest(db: Path, run_id: str, request: Request, events: Events) -> int:
         if job:
             tracking.record_failure(
                 db, run_id, rule=job.rule, wildcards=job.wildcards,
-                log_path=job.log[0] if job.log else None, step=step_of_rule(job.rule),
+                log_path=job.log[0] if job.log else None, step=step_of_rule(job.rule, job.wildcards),
             )  # fmt: skip
     return count
 
@@ -148,24 +148,25 @@ def dry_run(request: Request, console: Console) -> bool:
     return ok
 
 
-def plan_status(root: Path, config: dict[str, Any]) -> list[dict[str, Any]]:
-    """One entry per job of the DAG: up to date, or will run with the reasons."""
+def plan_status(root: Path, config: dict[str, Any], until: list[str] = ()) -> list[dict[str, Any]]:
+    """One entry per job of the DAG (up to `until`): up to date, or will run with the reasons."""
     pending, every = Events(), Events()
     for events, forceall in ((pending, False), (every, True)):
-        if not execute(Request(root=root, config=config, dryrun=True, forceall=forceall), events):
+        request = Request(root=root, config=config, dryrun=True, forceall=forceall, until=list(until))
+        if not execute(request, events):
             raise RuntimeError("; ".join(events.errors) or "snakemake could not plan the DAG")
     will_run = {_label(j): j for j in pending.jobs.values()}
     order = {s.name: i for i, s in enumerate(STEPS)}
     entries = []
     for job in every.jobs.values():
-        name = step_of_rule(job.rule)
+        name = step_of_rule(job.rule, job.wildcards)
         if name is None:  # the `all` target
             continue
         label = _label(job)
         entry = {"step": name, "job": label, "rule": job.rule, "wildcards": job.wildcards}
         if label in will_run:
             params = _current_params(config, name)
-            reasons = explain(will_run[label].reason, will_run[label].output, params, name)
+            reasons = explain(will_run[label].reason, will_run[label].output, params, step(name).section)
             entries.append(entry | {"state": "will-run", "reasons": reasons})
         else:
             entries.append(entry | {"state": "up-to-date", "reasons": []})
@@ -173,8 +174,7 @@ def plan_status(root: Path, config: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _current_params(config: dict[str, Any], name: str) -> dict[str, Any]:
-    spec = next(s for s in STEPS if s.name == name)
-    return {"cfg": section(config, spec.section), "code": code_fingerprint(*spec.modules)}
+    return {"cfg": step_config(config, name), "code": code_fingerprint(*step(name).modules)}
 
 
 def _label(job: Any) -> str:

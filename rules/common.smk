@@ -2,7 +2,7 @@
 from ground.config import validate
 from ground.data.layout import raw_files
 from ground.fingerprint import code_fingerprint
-from ground.steps import STEPS
+from ground.steps import STEPS, step_config
 
 # One schema for the Snakefile and the CLI: a typo in config.yaml or --config fails here.
 config.update(validate(config))
@@ -18,10 +18,11 @@ wildcard_constraints:
     dataset=r"[A-Za-z0-9_+\-]+",
     split=r"[A-Za-z0-9_]+",
     modality="|".join(MODALITIES),
+    stage="[123]",
 
 
 def get_raw_files():
-    return raw_files(config["download"])
+    return raw_files(config["download"], config["convert"]["splits"])
 
 
 def get_converted(datasets, splits):
@@ -36,3 +37,41 @@ def get_feature_inputs(wildcards):
     return get_converted(cfg["datasets"], cfg["splits"]) + [
         "results/generate/dialogues.jsonl"
     ]
+
+
+def get_training_records():
+    """Train-split conversations of every converted dataset, and the generated dialogues."""
+    return get_converted(config["convert"]["datasets"], ["train"]) + [
+        "results/generate/dialogues.jsonl"
+    ]
+
+
+def get_stage_inputs(wildcards):
+    stage = int(wildcards.stage)
+    previous = (
+        f"results/train/stage{stage - 1}/model" if stage > 1 else f"{ROOT}/models"
+    )
+    features = {m: f"results/features/{m}.index.jsonl" for m in MODALITIES}
+    return {"records": get_training_records(), "init": previous} | features
+
+
+def get_stage_init(wildcards):
+    """Stage 1 starts from the base LLM (inside the download's models folder), later stages
+    from the previous stage's checkpoint."""
+    stage = int(wildcards.stage)
+    return (
+        config["train"]["llm"]
+        if stage == 1
+        else f"results/train/stage{stage - 1}/model"
+    )
+
+
+def get_stage_config(wildcards):
+    return step_config(config, f"stage{wildcards.stage}")
+
+
+def get_stage_resource(name):
+    def resource(wildcards):
+        return config["train"][f"stage{wildcards.stage}"]["resources"][name]
+
+    return resource

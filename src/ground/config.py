@@ -53,9 +53,10 @@ class TinyModels:
 
 @dataclass
 class Download:
-    source: Literal["synthetic"] = "synthetic"
+    source: Literal["synthetic", "hub"] = "synthetic"
     root: str = "resources/demo"
     seed: int = 0
+    datasets: list[str] = field(default_factory=list)  # hub: the datasets to fetch
     demo: DemoCorpus = field(default_factory=DemoCorpus)
     models: TinyModels = field(default_factory=TinyModels)
 
@@ -116,19 +117,45 @@ class Features:
 
 
 @dataclass
+class Resources:
+    """What one stage asks a cluster for (a Snakemake profile maps these to the scheduler)."""
+
+    gpus: int = 0
+    mem_mb: int = 8000
+    runtime: int = 60  # minutes
+
+
+@dataclass
 class Stage:
-    """Hyper-parameters of one training stage (read by the training step)."""
+    """Hyper-parameters of one training stage (the paper's Table 9 for the 7B recipe)."""
 
     lr: float = 1e-3
-    batch_size: int = 8
+    batch_size: int = 8  # per process (DeepSpeed's micro batch)
     grad_accum: int = 1
     epochs: float = 1.0
     warmup_ratio: float = 0.03
-    alpha: float = 0.0
+    weight_decay: float = 0.0
+    alpha: float = 0.0  # share of the previous stage's data mixed in (anti-forgetting)
+    save_every: int = 50  # optimizer steps between resumable checkpoints
+    gradient_checkpointing: bool = False
+    resources: Resources = field(default_factory=Resources)
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0 or self.batch_size < 1 or self.grad_accum < 1 or self.epochs <= 0:
+            raise ConfigError(f"train stage: lr, batch_size, grad_accum and epochs must be positive ({self})")
+        if not 0 <= self.warmup_ratio < 1 or self.alpha < 0:
+            raise ConfigError(f"train stage: warmup_ratio must be in [0, 1) and alpha >= 0 ({self})")
 
 
 @dataclass
 class Train:
+    llm: str = "resources/demo/models/llm"  # base LLM + tokenizer (HF folder) that stage 1 starts from
+    launcher: Literal["python", "torchrun", "deepspeed"] = "python"
+    precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 + tf32 on GPU, fp32 on CPU
+    zero_stage: int = 2
+    max_length: int = 2048
+    seed: int = 0
+    attn_implementation: str = "sdpa"
     stage1: Stage = field(default_factory=Stage)
     stage2: Stage = field(default_factory=lambda: Stage(lr=2e-5, alpha=0.1))
     stage3: Stage = field(default_factory=lambda: Stage(lr=2e-5, alpha=0.1))

@@ -16,6 +16,12 @@ class Step:
     rules: tuple[str, ...]
     section: str  # dotted config section passed to the step's rules as `params.cfg`
     modules: tuple[str, ...]  # library code whose fingerprint is passed as `params.code`
+    wildcards: tuple[tuple[str, str], ...] = ()  # for steps that share a rule (stage1..3)
+    until: tuple[str, ...] = ()  # Snakemake targets for --until/--forcerun; default: the rules
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        return self.until or self.rules
 
 
 STEPS: tuple[Step, ...] = (
@@ -23,9 +29,14 @@ STEPS: tuple[Step, ...] = (
     Step("convert", ("convert_dataset",), "convert", ("ground.data.convert",)),
     Step("generate", ("generate_instructions",), "generate", ("ground.instruct.generate",)),
     Step("features", ("cache_features",), "features", ("ground.features.extract",)),
+    *(
+        Step(f"stage{n}", ("train_stage",), "train", ("ground.train.launch",),
+             wildcards=(("stage", str(n)),), until=(f"results/train/stage{n}/model",))  # fmt: skip
+        for n in (1, 2, 3)
+    ),
 )
 # Names users may type that later parts of the pipeline will own.
-PLANNED = ("stage1", "stage2", "stage3", "eval")
+PLANNED = ("eval",)
 
 
 def step(name: str) -> Step:
@@ -41,8 +52,28 @@ def names() -> str:
     return ", ".join(s.name for s in STEPS)
 
 
-def step_of_rule(rule: str) -> str | None:
-    return next((s.name for s in STEPS if rule in s.rules), None)
+def step_of_rule(rule: str, wildcards: dict[str, str] | None = None) -> str | None:
+    """The step a job belongs to; steps sharing a rule are told apart by their wildcards."""
+    for candidate in STEPS:
+        if rule in candidate.rules and all(
+            (wildcards or {}).get(k, v) == v for k, v in candidate.wildcards
+        ):
+            return candidate.name
+    return None
+
+
+# train.* keys every stage depends on (besides its own train.stageN section).
+TRAIN_SHARED = ("llm", "launcher", "precision", "zero_stage", "max_length", "seed", "attn_implementation")
+
+
+def step_config(config: dict[str, Any], name: str) -> Any:
+    """The config a step's jobs get as `params.cfg`: its section; for a training stage, its own
+    `train.stageN` plus the shared `train` keys, so `train.stage2.lr` reruns stages 2-3 only."""
+    spec = step(name)
+    if not spec.wildcards:
+        return section(config, spec.section)
+    train = config["train"]
+    return {name: train[name]} | {k: train[k] for k in TRAIN_SHARED}
 
 
 def section(config: dict[str, Any], dotted: str) -> Any:

@@ -18,7 +18,7 @@ def test_every_command_has_help(command):
     ("args", "message"),
     [
         (["run", "--until", "bogus"], "unknown step 'bogus'"),
-        (["run", "--until", "stage2"], "step 'stage2' has no rules in this version yet"),
+        (["run", "--until", "eval"], "step 'eval' has no rules in this version yet"),
         (["run", "--forcerun", "nope"], "unknown step 'nope'"),
         (["run", "--set", "convert.typo=1"], "unknown config key 'convert.typo'"),
         (["status", "--set", "features.on_error=never"], "features.on_error: 'never' is not one of"),

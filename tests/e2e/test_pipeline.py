@@ -42,7 +42,7 @@ def ground(project: Path, *args: str, check: bool = True) -> subprocess.Complete
 
 def status(project: Path, *sets: str) -> dict[str, dict]:
     extra = [x for s in sets for x in ("--set", s)]
-    out = ground(project, "status", "--json", *extra).stdout
+    out = ground(project, "status", "--json", "--until", "features", *extra).stdout
     return {job["job"]: job for job in json.loads(out)["steps"]}
 
 

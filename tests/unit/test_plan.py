@@ -38,7 +38,9 @@ def test_step_names_map_to_rules_and_back():
     assert step("convert").rules == ("convert_dataset",)
     assert step_of_rule("cache_features") == "features"
     assert step_of_rule("all") is None
-    for name, text in (("stage1", "no rules in this version"), ("bogus", "unknown step")):
+    assert step("stage2").targets == ("results/train/stage2/model",)
+    assert step_of_rule("train_stage", {"stage": "3"}) == "stage3"
+    for name, text in (("eval", "no rules in this version"), ("bogus", "unknown step")):
         try:
             step(name)
         except KeyError as err:

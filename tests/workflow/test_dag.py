@@ -38,10 +38,10 @@ def test_fresh_project_plans_every_job_with_missing_outputs(project):
         counts[job["step"]] = counts.get(job["step"], 0) + 1
         assert job["state"] == "will-run"
         assert job["reasons"][0]["kind"] == "missing-output"
-    assert counts == {"download": 1, "convert": 9, "generate": 1, "features": 3}
-    assert [j["step"] for j in jobs] == sorted(
-        (j["step"] for j in jobs), key=["download", "convert", "generate", "features"].index
-    )
+    assert counts == {"download": 1, "convert": 9, "generate": 1, "features": 3,
+                      "stage1": 1, "stage2": 1, "stage3": 1}  # fmt: skip
+    order = ["download", "convert", "generate", "features", "stage1", "stage2", "stage3"]
+    assert [j["step"] for j in jobs] == sorted((j["step"] for j in jobs), key=order.index)
 
 
 def test_until_convert_stops_before_generation(project):
@@ -79,3 +79,16 @@ def test_profile_is_read_and_unknown_profile_keys_are_refused(project, tmp_path_
     proc = ground(project, "run", "--dry-run", "--profile", str(profile))
     assert proc.returncode == 2
     assert "unsupported profile keys ['slurm-account']" in proc.stderr
+
+
+def test_7b_recipe_plans_the_complete_dag(project):
+    shutil.copytree(REPO / "configs", project / "configs")
+    proc = ground(project, "run", "--config", "configs/groundinggpt-7b.yaml", "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    planned = [line.split()[2].rstrip(":") for line in proc.stderr.splitlines() if line.startswith("would run")]
+    rules = [p.split("[")[0] for p in planned]
+    assert rules.count("convert_dataset") == 12
+    assert {p for p in planned if p.startswith("train_stage")} == {
+        f"train_stage[stage={n}]" for n in (1, 2, 3)
+    }
+    assert {"download_data", "generate_instructions", "cache_features"} <= set(rules)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import random
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -33,6 +32,11 @@ from ground.data.formats import (
     validate_box_px,
     validate_span_s,
 )
+from ground.data.jsonl import brief_summary, write_outputs
+
+# Re-exported: `ground.data.convert.write_*_atomic` predate `ground.data.jsonl`.
+from ground.data.jsonl import write_jsonl_atomic as write_jsonl_atomic
+from ground.data.jsonl import write_text_atomic as write_text_atomic
 from ground.data.templates import TEMPLATE_VERSION, render
 
 # Order of media tokens inside the first human turn, as the model splices them.
@@ -364,25 +368,8 @@ def convert_dataset(
         "template_version": TEMPLATE_VERSION,
         "seed": seed,
     }
-    write_jsonl_atomic(out, records)
-    write_text_atomic(manifest, json.dumps(summary, indent=2) + "\n")
+    write_outputs(out, records, manifest, summary)
     return summary
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write via a temporary sibling and rename, so a killed job never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def write_jsonl_atomic(path: Path, records: list[dict[str, Any]]) -> None:
-    write_text_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
 
 
 def main() -> None:
@@ -395,18 +382,9 @@ def main() -> None:
     parser.add_argument("--seed", required=True, type=int)
     parser.add_argument("--media-root-prefix", type=Path, default=None)
     parser.add_argument("--max-reject-fraction", type=float, default=0.05)
-    args = parser.parse_args()
-    summary = convert_dataset(
-        args.dataset,
-        args.split,
-        args.root,
-        args.out,
-        args.manifest,
-        seed=args.seed,
-        media_root_prefix=args.media_root_prefix,
-        max_reject_fraction=args.max_reject_fraction,
-    )
-    print(json.dumps({k: v for k, v in summary.items() if k != "rejected"}, indent=2))
+    # Option names match convert_dataset's parameters, so the namespace passes straight through.
+    summary = convert_dataset(**vars(parser.parse_args()))
+    print(brief_summary(summary))
     print(f"rejected: {len(summary['rejected'])}")
 
 

@@ -23,7 +23,12 @@ from ground.features.encoders import create_tiny_encoders
 def download(cfg: dict[str, Any]) -> dict[str, Any]:
     """Run the download step for the `download` config section; returns a summary."""
     if cfg["source"] != "synthetic":
-        raise ValueError(f"download.source={cfg['source']!r}: only 'synthetic' is supported")
+        # The hub download (pinned revisions, mirrors, archive checks) is a step of its own that
+        # this version does not contain yet; say so before anything is written.
+        raise ValueError(
+            f"download.source={cfg['source']!r} is not available in this version: place the raw "
+            f"data under {cfg['root']}/raw/<dataset>/ by hand, or use the demo recipe"
+        )
     return download_demo(Path(cfg["root"]), seed=cfg["seed"], corpus=cfg["demo"], models=cfg["models"])
 
 

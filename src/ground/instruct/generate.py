@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from ground.data.convert import write_jsonl_atomic, write_text_atomic
 from ground.data.formats import box_to_square, parse_boxes, parse_spans
+from ground.data.jsonl import brief_summary, write_outputs, write_text_atomic
 from ground.instruct.offline import OfflineComposer
 
 TASK = "grounded_dialogue"
@@ -325,8 +325,7 @@ def generate_instructions(
         "rejected_by_reason": dict(sorted(Counter(r["reason"] for r in rejected).items())),
         "rejected": rejected,
     }
-    write_jsonl_atomic(out, records)
-    write_text_atomic(manifest, json.dumps(summary, indent=2) + "\n")
+    write_outputs(out, records, manifest, summary)
     return summary
 
 
@@ -339,17 +338,8 @@ def main() -> None:
     parser.add_argument("--cache-dir", required=True, type=Path)
     parser.add_argument("--backend", default="offline", choices=sorted(BACKENDS))
     parser.add_argument("--turns", type=int, default=3)
-    args = parser.parse_args()
-    summary = generate_instructions(
-        args.sources,
-        args.out,
-        args.manifest,
-        backend=args.backend,
-        seed=args.seed,
-        cache_dir=args.cache_dir,
-        turns=args.turns,
-    )
-    print(json.dumps({k: v for k, v in summary.items() if k != "rejected"}, indent=2))
+    # Option names match generate_instructions's parameters: the namespace passes straight through.
+    print(brief_summary(generate_instructions(**vars(parser.parse_args()))))
 
 
 if __name__ == "__main__":

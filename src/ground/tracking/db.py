@@ -14,9 +14,9 @@ Readers open the file read-only and get [] when it does not exist yet:
 
     db.list_runs(path); db.list_jobs(path, run_id); db.list_metrics(path, run_id)
 
-All TIMESTAMP columns hold UTC. Secrets (keys named like api_key, token, secret, password) are
-replaced by "***" before anything reaches the file. DuckDB allows one read-write process or many
-read-only ones, so a connection that meets another process's lock is retried for a while.
+Tables: `ground.tracking.schema`, TIMESTAMPs in UTC. Secrets (keys named like api_key, token,
+secret, password) become "***" before anything reaches the file. DuckDB allows one read-write
+process or many read-only ones, so a connection that meets another process's lock is retried.
 """
 
 from __future__ import annotations
@@ -36,31 +36,12 @@ from typing import Any
 import duckdb
 
 from ground.tracking.record import RECORD_SUFFIX, json_safe, read_job_record, redact
-
-SCHEMA_VERSION = 1
-JOB_OK = "ok"
-JOB_FAILED = "failed"
-RUN_RUNNING = "running"
+from ground.tracking.schema import JOB_FAILED, JOB_OK, RUN_RUNNING, ensure_schema, insert
+from ground.tracking.schema import SCHEMA_VERSION as SCHEMA_VERSION  # re-exported
 
 # How the CLI names the pipeline step of a rule: a callable or a {rule: step} mapping.
-StepOf = Callable[[str], str | None] | Mapping[str, str] | None
-
-_DDL = [
-    "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)",
-    """CREATE TABLE IF NOT EXISTS runs (
-        id VARCHAR PRIMARY KEY, started TIMESTAMP, finished TIMESTAMP, status VARCHAR,
-        config_hash VARCHAR, git_commit VARCHAR, targets VARCHAR, command_line VARCHAR,
-        config JSON)""",
-    """CREATE TABLE IF NOT EXISTS jobs (
-        id VARCHAR PRIMARY KEY, run_id VARCHAR, rule VARCHAR, step VARCHAR, wildcards JSON,
-        status VARCHAR, started TIMESTAMP, finished TIMESTAMP, params JSON,
-        code_fingerprint VARCHAR, log_path VARCHAR, record_path VARCHAR)""",
-    """CREATE TABLE IF NOT EXISTS artifacts (
-        path VARCHAR, size BIGINT, sha256 VARCHAR, job_id VARCHAR, run_id VARCHAR)""",
-    """CREATE TABLE IF NOT EXISTS metrics (
-        run_id VARCHAR, job_id VARCHAR, name VARCHAR, value DOUBLE, benchmark VARCHAR,
-        split VARCHAR)""",
-]
+# rule -> step name; a callable also gets the job's wildcards (stage1..3 share one rule).
+StepOf = Callable[[str, dict], str | None] | Mapping[str, str] | None
 
 # `--config judge.api_key=sk-...` on a command line: keep the key name, hide the value.
 _SECRET_ARG = re.compile(
@@ -118,7 +99,8 @@ def _connect(
             delay = min(delay * 2, 1.0)
     try:
         if not read_only:
-            _ensure_schema(con)
+            with _transaction(con):
+                ensure_schema(con)
         yield con
     finally:
         con.close()
@@ -135,20 +117,6 @@ def _transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConn
     con.commit()
 
 
-def _ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
-    with _transaction(con):
-        for ddl in _DDL:
-            con.execute(ddl)
-        row = con.execute("SELECT max(version) FROM schema_version").fetchone()
-        version = row[0] if row else None
-        if version is None:
-            con.execute("INSERT INTO schema_version VALUES (?)", [SCHEMA_VERSION])
-        elif version > SCHEMA_VERSION:
-            raise RuntimeError(
-                f"run store schema {version} is newer than this ground ({SCHEMA_VERSION})"
-            )
-
-
 # ---------------------------------------------------------------------------- runs
 
 
@@ -160,7 +128,7 @@ def start_run(
     run_id = f"{now:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
     safe_config = redact(json_safe(config))
     with _connect(db) as con, _transaction(con):
-        _insert(
+        insert(
             con, "runs", id=run_id, started=_naive_utc(now), status=RUN_RUNNING,
             config_hash=config_hash(safe_config), git_commit=git_commit(workdir),
             targets=json.dumps(list(targets)), command_line=redact_command_line(command_line),
@@ -258,8 +226,9 @@ def _insert_record(
         return 0
     run = record.get("run_id") or run_id
     rule = record["rule"]
-    _insert(
-        con, "jobs", id=job_id, run_id=run, rule=rule, step=_step(step_of, rule),
+    wildcards = record.get("wildcards") or {}
+    insert(
+        con, "jobs", id=job_id, run_id=run, rule=rule, step=_step(step_of, rule, wildcards),
         wildcards=json.dumps(json_safe(record.get("wildcards") or {})), status=JOB_OK,
         started=_parse_time(record["started"]), finished=_parse_time(record["finished"]),
         params=json.dumps(redact(json_safe(record.get("params") or {}))),
@@ -271,11 +240,15 @@ def _insert_record(
     if artifacts:
         con.executemany("INSERT INTO artifacts VALUES (?, ?, ?, ?, ?)", artifacts)
     metrics = [
-        [run, job_id, m["name"], float(m["value"]), m.get("benchmark"), m.get("split")]
+        [run, job_id, m["name"], float(m["value"]), m.get("benchmark"), m.get("split"), m.get("step")]
         for m in record.get("metrics", [])
     ]
     if metrics:
-        con.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?)", metrics)
+        con.executemany(
+            "INSERT INTO metrics (run_id, job_id, name, value, benchmark, split, step)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            metrics,
+        )
     return 1
 
 
@@ -303,7 +276,7 @@ def record_failure(
     with _connect(db) as con, _transaction(con):
         if con.execute("SELECT 1 FROM jobs WHERE id = ?", [job_id]).fetchone():
             return job_id
-        _insert(
+        insert(
             con, "jobs", id=job_id, run_id=run_id, rule=rule, step=step,
             wildcards=json.dumps(wildcards), status=JOB_FAILED, started=start, finished=end,
             log_path=str(log_path) if log_path is not None else None,
@@ -311,19 +284,12 @@ def record_failure(
     return job_id
 
 
-def _insert(con: duckdb.DuckDBPyConnection, table: str, **values: Any) -> None:
-    """INSERT naming its columns, so a schema change cannot shift values into wrong ones."""
-    columns = ", ".join(values)  # keyword names from this module, never from input
-    marks = ", ".join("?" * len(values))
-    con.execute(f"INSERT INTO {table} ({columns}) VALUES ({marks})", list(values.values()))
-
-
-def _step(step_of: StepOf, rule: str) -> str | None:
+def _step(step_of: StepOf, rule: str, wildcards: dict) -> str | None:
     if step_of is None:
         return None
     if isinstance(step_of, Mapping):
         return step_of.get(rule)
-    return step_of(rule)
+    return step_of(rule, wildcards)
 
 
 def _parse_time(value: datetime | str) -> datetime:
@@ -418,9 +384,9 @@ def list_metrics(db: Path, run_id: str | None = None) -> list[dict]:
         return _dicts(
             con.execute(
                 "SELECT m.run_id, m.job_id, j.rule, j.step, j.wildcards, m.benchmark, m.split,"
-                " m.name, m.value, j.finished FROM metrics m LEFT JOIN jobs j ON j.id = m.job_id"
-                " WHERE ? IS NULL OR m.run_id = ?"
-                " ORDER BY j.finished NULLS LAST, m.benchmark, m.split, m.name",
+                " m.name, m.value, m.step AS at_step, j.finished FROM metrics m"
+                " LEFT JOIN jobs j ON j.id = m.job_id WHERE ? IS NULL OR m.run_id = ?"
+                " ORDER BY j.finished NULLS LAST, m.benchmark, m.split, m.name, m.step",
                 [run_id, run_id],
             ),
             json_cols=("wildcards",),

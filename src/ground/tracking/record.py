@@ -52,16 +52,23 @@ class JobRecorder:
     notes: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def metric(
-        self, name: str, value: float, benchmark: str | None = None, split: str | None = None
+        self,
+        name: str,
+        value: float,
+        benchmark: str | None = None,
+        split: str | None = None,
+        step: int | None = None,
     ) -> None:
-        """Record one scalar score, e.g. `metric("acc@0.5", 0.61, benchmark="refcoco")`."""
+        """Record one scalar, e.g. `metric("acc@0.5", 0.61, benchmark="refcoco")`; `step` orders
+        the points of a curve (`metric("train_loss", 2.1, benchmark="stage2", step=40)`)."""
         if not isinstance(name, str) or not name:
             raise ValueError(f"metric name must be a non-empty string, got {name!r}")
         try:
             number = float(value)
         except (TypeError, ValueError) as exc:
             raise TypeError(f"metric {name!r}: value {value!r} is not a number") from exc
-        self.metrics.append({"name": name, "value": number, "benchmark": benchmark, "split": split})
+        entry = {"name": name, "value": number, "benchmark": benchmark, "split": split}
+        self.metrics.append(entry | ({"step": int(step)} if step is not None else {}))
 
     def note(self, key: str, value: Any) -> None:
         """Record a small extra fact (counts, a summary dict); made JSON-safe on write."""

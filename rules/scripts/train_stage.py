@@ -1,0 +1,21 @@
+"""Adapter of rule train_stage (rules/train.smk) -> ground.train.launch.run_stage."""
+
+from pathlib import Path
+
+from ground.train.launch import run_stage
+from ground.tracking.adapter import step_job
+
+smk = snakemake  # noqa: F821 (injected by Snakemake)
+stage = int(smk.wildcards.stage)
+with step_job(smk) as job:
+    inputs = {
+        "init": smk.params.init,
+        "records": list(smk.input.records),
+        "features": {m: smk.input[m] for m in ("image", "video", "audio")},
+        "store": Path(smk.params.store),
+    }
+    out = Path(smk.output.model).parent
+    summary = run_stage(stage, smk.params.cfg, inputs, out, Path("cache/train"), Path(smk.log[0]))
+    for entry in summary.pop("losses"):
+        job.metric("train_loss", entry["loss"], benchmark=f"stage{stage}", step=entry["step"])
+    job.note("summary", summary)

@@ -1,0 +1,1 @@
+"""model phase of the ground pipeline."""

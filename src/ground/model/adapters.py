@@ -1,0 +1,126 @@
+"""Adapters that turn cached encoder features into LLM input embeddings, one per modality.
+
+    >>> adapters = build_adapters(cfg)                   # nn.ModuleDict: image, video, audio
+    >>> adapters["image"](features)                      # [N, P, Di]     -> [N, P, H]
+    >>> adapters["video"](features)                      # [N, F, Q, Dv]  -> [N, video_queries, H]
+    >>> adapters["audio"](features)                      # [N, C, Da]     -> [N, audio_queries, H]
+    >>> tokens_per_media(cfg)                            # {"image": P, "video": 64, "audio": 8}
+
+Initialisation is that of a fresh reference model: Linear layers keep PyTorch's default
+(Kaiming-uniform), the position tables nn.Embedding's default N(0, 1) (same scale as the
+layer-normalised frame tokens they are added to), the learned query tokens N(0, 0.02) (BLIP-2's
+initializer_range), and the Q-Formers transformers' own init (N(0, 0.02) weights, zero biases,
+unit LayerNorms). Seed torch before building for reproducible weights.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from transformers import Blip2QFormerConfig, Blip2QFormerModel
+
+from ground.model.config import GroundingConfig
+
+QUERY_STD = 0.02
+
+
+def tokens_per_media(cfg: GroundingConfig) -> dict[str, int]:
+    """LLM tokens (PATCH tokens in the prompt) that one item of each modality becomes."""
+    return {"image": cfg.image_tokens, "video": cfg.video_queries, "audio": cfg.audio_queries}
+
+
+def build_adapters(cfg: GroundingConfig) -> nn.ModuleDict:
+    return nn.ModuleDict(
+        {"image": ImageAdapter(cfg), "video": VideoAdapter(cfg), "audio": AudioAdapter(cfg)}
+    )
+
+
+def _check_shape(modality: str, features: torch.Tensor, expected: tuple[int | None, ...]) -> None:
+    """Features must be [N, *expected]; None matches any size."""
+    shape = tuple(features.shape[1:])
+    if len(shape) != len(expected) or any(
+        e is not None and s != e for s, e in zip(shape, expected)
+    ):
+        want = ", ".join("*" if e is None else str(e) for e in expected)
+        raise ValueError(f"{modality} features must be [N, {want}], got {list(features.shape)}")
+
+
+class ImageAdapter(nn.Module):
+    """LLaVA-1.5's projector: Linear(Di, H) -> GELU -> Linear(H, H), applied to every patch."""
+
+    def __init__(self, cfg: GroundingConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.fc1 = nn.Linear(cfg.image_dim, cfg.llm_hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(cfg.llm_hidden, cfg.llm_hidden)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        _check_shape("image", features, (self.cfg.image_tokens, self.cfg.image_dim))
+        features = features.to(self.fc1.weight.dtype)  # the cache may hold fp16
+        return self.fc2(self.act(self.fc1(features)))
+
+
+class _QueryAdapter(nn.Module):
+    """Position table + Q-Former with learned queries + projection to the LLM width."""
+
+    def __init__(self, cfg: GroundingConfig, dim: int, positions: int, queries: int) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.position = nn.Embedding(positions, dim)
+        self.query_tokens = nn.Parameter(torch.randn(1, queries, cfg.qformer_hidden) * QUERY_STD)
+        self.qformer = Blip2QFormerModel(
+            Blip2QFormerConfig(
+                hidden_size=cfg.qformer_hidden,
+                num_hidden_layers=cfg.qformer_layers,
+                num_attention_heads=cfg.qformer_heads,
+                intermediate_size=cfg.qformer_intermediate,
+                hidden_dropout_prob=cfg.qformer_dropout,
+                attention_probs_dropout_prob=cfg.qformer_dropout,
+                cross_attention_frequency=1,  # every layer reads the features
+                encoder_hidden_size=dim,
+            )
+        )
+        self.proj = nn.Linear(cfg.qformer_hidden, cfg.llm_hidden)
+
+    def _attend(self, keys: torch.Tensor) -> torch.Tensor:
+        """[N, S, dim] key/value sequence -> [N, queries, H]."""
+        queries = self.query_tokens.expand(keys.shape[0], -1, -1)
+        out = self.qformer(query_embeds=queries, encoder_hidden_states=keys).last_hidden_state
+        return self.proj(out.to(self.proj.weight.dtype))
+
+
+class VideoAdapter(_QueryAdapter):
+    """Frame f's Q tokens get temporal position f; all F*Q tokens are the Q-Former's keys."""
+
+    def __init__(self, cfg: GroundingConfig) -> None:
+        super().__init__(cfg, cfg.video_dim, cfg.max_frames, cfg.video_queries)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        cfg = self.cfg
+        _check_shape("video", features, (None, cfg.frame_tokens, cfg.video_dim))
+        frames = features.shape[1]
+        if frames > cfg.max_frames:
+            raise ValueError(
+                f"video has {frames} frames; the position table holds {cfg.max_frames}"
+            )
+        features = features.to(self.position.weight.dtype)
+        # Every Q token of frame f gets position f.
+        timed = features + self.position.weight[:frames, None, :]
+        return self._attend(timed.flatten(1, 2))
+
+
+class AudioAdapter(_QueryAdapter):
+    """Clip c's embedding gets position c; the C clip embeddings are the Q-Former's keys."""
+
+    def __init__(self, cfg: GroundingConfig) -> None:
+        super().__init__(cfg, cfg.audio_dim, cfg.max_clips, cfg.audio_queries)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        cfg = self.cfg
+        _check_shape("audio", features, (None, cfg.audio_dim))
+        clips = features.shape[1]
+        if clips > cfg.max_clips:
+            raise ValueError(f"audio has {clips} clips; the position table holds {cfg.max_clips}")
+        features = features.to(self.position.weight.dtype)
+        return self._attend(features + self.position.weight[:clips])

@@ -1,0 +1,1 @@
+"""train phase of the ground pipeline."""

@@ -1,0 +1,110 @@
+"""Which records a stage trains on, and in which order, reproducibly and resumably.
+
+    >>> current = [r for r in records if r["task"] in stage_tasks(2)]
+    >>> previous = [r for r in records if r["task"] in stage_tasks(1)]
+    >>> mixed = stage_mixture(current, previous, alpha=0.1, seed=7)   # + 10% of stage-1 data
+    >>> sampler = ResumableSampler(len(mixed), batch_size=16, seed=7, world_size=8, rank=3,
+    ...                            start_batch=120)                  # continue after 120 batches
+    >>> DataLoader(dataset, batch_size=16, sampler=sampler, collate_fn=...)
+
+The anti-forgetting mix is GroundingGPT's: each later stage also replays the previous stage's
+data at sampling rate alpha (the paper's ablation shows forgetting without it).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+from torch.utils.data import Sampler
+
+from ground.data.convert import TASK_STAGE
+
+STAGES = (1, 2, 3)
+
+
+def stage_tasks(stage: int) -> set[str]:
+    """The tasks whose records a stage trains on (from `ground.data.convert.TASK_STAGE`)."""
+    if stage not in STAGES:
+        raise ValueError(f"stage must be one of {STAGES}, got {stage}")
+    tasks = {task for task, s in TASK_STAGE.items() if s == stage}
+    if stage == 3:
+        tasks.add("grounded_dialogue")  # generated dialogues are stage-3 data by definition
+    return tasks
+
+
+def stage_mixture(current: list[Any], previous: list[Any], alpha: float, seed: int) -> list[Any]:
+    """`current` plus round(alpha * len(current)) records of `previous`, shuffled.
+
+    Previous records are drawn without replacement; when more are wanted than exist, every one
+    is taken as many whole times as fit and the rest drawn without replacement, which replays
+    them as evenly as sampling with replacement can. Deterministic for a seed.
+    """
+    if alpha < 0 or not math.isfinite(alpha):
+        raise ValueError(f"alpha must be a finite number >= 0, got {alpha}")
+    wanted = round(alpha * len(current))
+    if wanted and not previous:
+        raise ValueError(
+            f"alpha {alpha} asks for {wanted} previous-stage records but there are none"
+        )
+    rng = random.Random(seed)
+    replay: list[Any] = []
+    if wanted:
+        whole, rest = divmod(wanted, len(previous))
+        replay = previous * whole + rng.sample(previous, rest)
+    mixed = list(current) + replay
+    rng.shuffle(mixed)
+    return mixed
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
+    """A permutation of range(n), the same for the same (seed, epoch) on every machine."""
+    if n < 0 or seed < 0 or epoch < 0:
+        raise ValueError(f"n, seed and epoch must be >= 0, got {n}, {seed}, {epoch}")
+    return np.random.default_rng([seed, epoch]).permutation(n).tolist()
+
+
+class ResumableSampler(Sampler[int]):
+    """Indices of one rank's batches of one epoch, from batch `start_batch` on.
+
+    Global batch k is positions [k * B * W, (k + 1) * B * W) of `epoch_order` (B the batch size,
+    W the world size); rank r takes its r-th slice of B. The order is padded by wrapping around
+    to whole global batches, so every rank runs ceil(n / (B * W)) batches of exactly B (ranks
+    must take the same number of steps); only those wrapped-around repeats are shared by ranks.
+    A run killed after k batches and started again with start_batch=k continues where it was.
+    """
+
+    def __init__(
+        self,
+        n: int,
+        batch_size: int,
+        seed: int,
+        world_size: int = 1,
+        rank: int = 0,
+        start_batch: int = 0,
+        epoch: int = 0,
+    ) -> None:
+        if n < 1 or batch_size < 1 or world_size < 1:
+            raise ValueError(
+                f"n, batch_size and world_size must be >= 1: {n}, {batch_size}, {world_size}"
+            )
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is not in 0..{world_size - 1}")
+        self.batches = math.ceil(n / (batch_size * world_size))
+        if not 0 <= start_batch <= self.batches:
+            raise ValueError(f"start_batch {start_batch} is not in 0..{self.batches}")
+        self.n, self.batch_size, self.seed, self.epoch = n, batch_size, seed, epoch
+        self.world_size, self.rank, self.start_batch = world_size, rank, start_batch
+
+    def __len__(self) -> int:
+        return (self.batches - self.start_batch) * self.batch_size
+
+    def __iter__(self) -> Iterator[int]:
+        order = epoch_order(self.n, self.seed, self.epoch)
+        step = self.batch_size * self.world_size
+        for batch in range(self.start_batch, self.batches):
+            first = batch * step + self.rank * self.batch_size
+            yield from (order[i % self.n] for i in range(first, first + self.batch_size))

@@ -1,0 +1,97 @@
+"""What a training stage is made of: process group, model, data, DeepSpeed config.
+
+Used by `ground.train.loop.train_stage`; each piece is a plain function so tests and the
+training benchmark build exactly what training builds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ground.model.config import GroundingConfig
+from ground.model.grounding import GroundingModel
+from ground.train.data import FeatureLookup, StageDataset, load_records
+from ground.train.mixture import stage_mixture, stage_tasks
+
+
+def distributed(deepspeed: Any) -> tuple[int, int, torch.device]:
+    """Join (or, on one process, create) the process group; returns (rank, world, device)."""
+    if "RANK" not in os.environ:  # plain `python -m`: a group of one
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        os.environ |= {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1",
+                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}  # fmt: skip
+    cuda = torch.cuda.is_available()
+    deepspeed.init_distributed(dist_backend="nccl" if cuda else "gloo")
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    device = torch.device(f"cuda:{local}") if cuda else torch.device("cpu")
+    if cuda:
+        torch.cuda.set_device(device)
+        torch.backends.cuda.matmul.allow_tf32 = True  # the recipe trains with tf32 on
+        torch.backends.cudnn.allow_tf32 = True
+    return int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), device
+
+
+def feature_shapes(index: dict[str, str], store: str) -> dict[str, tuple[int, ...]]:
+    """Shape of one cached item per modality (all items of a modality share it)."""
+    lookup = FeatureLookup({m: Path(p) for m, p in index.items()}, Path(store))
+    shapes = {}
+    for modality, path in index.items():
+        first = Path(path).read_text().splitlines()
+        if first:
+            shapes[modality] = tuple(lookup.load(modality, json.loads(first[0])["media"]).shape)
+    return shapes
+
+
+def build_model(spec: Any, device: torch.device) -> tuple[GroundingModel, Any, list[str]]:
+    """Stage 1 starts from the base LLM with fresh adapters; later stages from the previous one."""
+    attn = spec.common.get("attn_implementation", "sdpa")
+    if spec.stage == 1:
+        llm_config = json.loads((Path(spec.init) / "config.json").read_text())
+        shapes = feature_shapes(spec.feature_index, spec.feature_store)
+        config = GroundingConfig.for_features(shapes, llm_hidden=llm_config["hidden_size"])
+        model, tokenizer = GroundingModel.from_base(spec.init, config, attn_implementation=attn)
+    else:
+        model = GroundingModel.from_pretrained(spec.init, attn_implementation=attn)
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(Path(spec.init) / "llm")
+    trainable = model.set_trainable(spec.stage)
+    if spec.hp.get("gradient_checkpointing"):
+        model.enable_gradient_checkpointing()
+    return model.to(device), tokenizer, trainable
+
+
+def build_data(spec: Any, model: GroundingModel, tokenizer: Any) -> StageDataset:
+    """The stage's records plus alpha x as many from the previous stage (anti-forgetting)."""
+    records = load_records([Path(p) for p in spec.records], tasks=None)
+    current = [r for r in records if r["task"] in stage_tasks(spec.stage)]
+    previous = [r for r in records if r["task"] in stage_tasks(spec.stage - 1)] if spec.stage > 1 else []
+    mixed = stage_mixture(current, previous, spec.hp["alpha"], spec.common["seed"] + spec.stage)
+    lookup = FeatureLookup({m: Path(p) for m, p in spec.feature_index.items()}, Path(spec.feature_store))
+    return StageDataset(mixed, tokenizer, model.tokens_per_media(), spec.common["max_length"], lookup)
+
+
+def deepspeed_config(spec: Any, device: torch.device) -> dict[str, Any]:
+    hp, common = spec.hp, spec.common
+    bf16 = common["precision"] == "bf16" or (common["precision"] == "auto" and device.type == "cuda")
+    return {
+        "train_micro_batch_size_per_gpu": hp["batch_size"],
+        "gradient_accumulation_steps": hp["grad_accum"],
+        "gradient_clipping": 1.0,
+        "zero_optimization": {"stage": common["zero_stage"]},
+        # torch's AdamW: DeepSpeed's fused kernels would need a CUDA toolchain to JIT-compile.
+        "optimizer": {"type": "AdamW", "params": {
+            "lr": hp["lr"], "weight_decay": hp["weight_decay"], "betas": [0.9, 0.999], "eps": 1e-8,
+            "torch_adam": True,
+        }},  # fmt: skip
+        "bf16": {"enabled": bf16},
+        "steps_per_print": 10**9,
+    }

@@ -1,0 +1,101 @@
+"""The three training stages through the real DAG: DeepSpeed engines on CPU, real transformers
+models, cached features, resumable checkpoints. Nothing is stubbed; sizes are tiny.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.e2e
+STAGE = "lr: 2.0e-3, batch_size: 4, grad_accum: 2, epochs: 1.0, save_every: 2"
+TINY = [
+    "download.demo.splits={train: 16, val: 2, test: 2}",
+    "download.models.vocab_size=400",
+    "train.max_length=256",
+    *(f"train.stage{n}={{{STAGE}, alpha: {0.0 if n == 1 else 0.2}}}" for n in (1, 2, 3)),
+]
+
+
+def ground(project: Path, command: str, *args: str, check: bool = True, popen: bool = False):
+    sets = [x for s in TINY for x in ("--set", s)] if command in ("run", "status") else []
+    cmd = [sys.executable, "-m", "ground_cli.main", command, *sets, *args]
+    env = os.environ | {"PYTHONPATH": str(project / "src"), "COLUMNS": "200"}
+    if popen:
+        return subprocess.Popen(cmd, cwd=project, env=env, start_new_session=True,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True, timeout=1200)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{cmd} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("train")
+    for name in ("Snakefile", "config.yaml"):
+        shutil.copy(REPO / name, root / name)
+    for name in ("rules", "src", "envs"):
+        shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+    ground(root, "run", "--until", "features")
+    return root
+
+
+def stage_summary(project: Path, stage: int) -> dict:
+    record = json.loads((project / f"results/train/stage{stage}/train.job.json").read_text())
+    return record["notes"]["summary"]
+
+
+def test_killed_stage2_resumes_from_its_last_checkpoint(project):
+    """Kill `ground run` (and the trainer) while stage 2 runs; the same command resumes it."""
+    first = ground(project, "run", "--until", "stage3", popen=True)
+    deadline = time.monotonic() + 900
+    checkpoints = project / "cache/train"
+    while time.monotonic() < deadline and first.poll() is None:
+        if any(p.name.startswith("stage2-") and (p / "latest").is_file() for p in checkpoints.glob("*")):
+            break
+        time.sleep(0.2)
+    assert first.poll() is None, "the run ended before stage 2 saved a checkpoint"
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    assert not (project / "results/train/stage2/train.job.json").exists()
+
+    ground(project, "run", "--until", "stage3")
+    log = (project / "logs/train/stage2.log").read_text()
+    assert "stage 2: resuming from step" in log
+    summary = stage_summary(project, 2)
+    assert summary["resumed_from"] > 0 and summary["steps"] > summary["resumed_from"]
+    losses = [json.loads(x) for x in (project / "results/train/stage2/losses.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in losses] == list(range(1, summary["steps"] + 1))
+
+
+def test_every_stage_leaves_a_loadable_checkpoint_a_plot_and_a_loss_curve(project):
+    for stage in (1, 2, 3):
+        model = project / f"results/train/stage{stage}/model"
+        assert (model / "grounding.json").is_file() and (model / "adapters.safetensors").is_file()
+        assert (model / "llm" / "tokenizer.json").is_file()
+        assert (project / f"results/train/stage{stage}/loss.png").stat().st_size > 1000
+    con = duckdb.connect(str(project / "results/ground.duckdb"), read_only=True)
+    points = con.execute(
+        "select benchmark, count(*) from metrics where name = 'train_loss' group by benchmark"
+    ).fetchall()
+    assert {b for b, n in points if n > 0} == {"stage1", "stage2", "stage3"}
+
+
+def test_stage2_lr_change_invalidates_stages_2_and_3_only(project):
+    proc = ground(project, "status", "--json", "--until", "stage3", "--set", "train.stage2.lr=5e-4")
+    states = {job["step"]: job["state"] for job in json.loads(proc.stdout)["steps"]}
+    assert states["stage1"] == "up-to-date" and states["features"] == "up-to-date"
+    assert states["stage2"] == "will-run" and states["stage3"] == "will-run"
+    stage2 = next(j for j in json.loads(proc.stdout)["steps"] if j["step"] == "stage2")
+    assert any(r["detail"].startswith("train.stage2.lr: 0.002 -> 0.0005") for r in stage2["reasons"])
