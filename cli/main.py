@@ -205,6 +205,35 @@ def bench_features(
     Console().print(table)
 
 
+@bench_app.command("train")
+def bench_train(
+    size: Annotated[str, typer.Option(help="demo (tiny random models, CPU) | 7b (the paper's shapes, random bf16 weights, one ~120 GB GPU).")] = "demo",
+    steps: Annotated[int, typer.Option(help="Timed optimizer steps per mode.")] = 5,
+    warmup: Annotated[int, typer.Option(help="Untimed optimizer steps before each mode's timed ones.")] = 2,
+    batch: Annotated[int, typer.Option(help="Samples per step (cycling image REC, video, sound+image, text+image).")] = 4,
+    json_: JsonOpt = False,
+) -> None:
+    """Training step on cached features vs frozen encoders on the fly, same batch and engine, one run."""
+    from ground.train.bench import SIZES, bench_training
+
+    if size not in SIZES:
+        raise fail(f"--size must be one of {', '.join(SIZES)}, got {size!r}")
+    result = bench_training(size=size, steps=steps, warmup=warmup, batch=batch)
+    if json_:
+        print(json.dumps(result, indent=2))
+        return
+    title = (f"{size}, {result['device']}, batch {batch} ({result['tokens_per_step']} tokens), "
+             f"median of {steps} steps after {warmup}")  # fmt: skip
+    table = Table("mode", "s/step", "tokens/s", "peak memory GiB", "MFU", "encoder calls", title=title)
+    for name, row in result["modes"].items():
+        memory, mfu = row["peak_memory_gib"], row["mfu"]
+        table.add_row(name, f"{row['seconds_per_step']:.3f}", f"{row['tokens_per_s']:.0f}",
+                      "-" if memory is None else f"{memory:.1f}", "-" if mfu is None else f"{mfu:.1%}",
+                      str(row["encoder_calls"]))  # fmt: skip
+    Console().print(table)
+    Console().print(f"on the fly / cached step time: [bold]{result['ratio']:.2f}x[/]")
+
+
 def show(rows: list[dict], as_json: bool, columns: list[str]) -> None:
     if as_json:
         print(json.dumps(rows, indent=2, default=str))

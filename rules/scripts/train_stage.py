@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from ground.train.launch import run_stage
 from ground.tracking.adapter import step_job
+from ground.train.launch import run_stage
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 stage = int(smk.wildcards.stage)
