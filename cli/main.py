@@ -207,10 +207,12 @@ def bench_features(
 
 @bench_app.command("train")
 def bench_train(
-    size: Annotated[str, typer.Option(help="demo (tiny random models, CPU) | 7b (the paper's shapes, random bf16 weights, one ~120 GB GPU).")] = "demo",
+    size: Annotated[str, typer.Option(help="demo (tiny random models, CPU) | 7b (the paper's shapes, random bf16 weights, a GPU).")] = "demo",
     steps: Annotated[int, typer.Option(help="Timed optimizer steps per mode.")] = 5,
     warmup: Annotated[int, typer.Option(help="Untimed optimizer steps before each mode's timed ones.")] = 2,
     batch: Annotated[int, typer.Option(help="Samples per step (cycling image REC, video, sound+image, text+image).")] = 4,
+    stage: Annotated[int, typer.Option(help="Trainable set: 1 (adapters) or 2/3 (LLM + adapters).")] = 2,
+    llm_layers: Annotated[int | None, typer.Option(help="LLM decoder layers (default: the size's; fewer fit a stage-2 7B step on one GPU).")] = None,
     json_: JsonOpt = False,
 ) -> None:
     """Training step on cached features vs frozen encoders on the fly, same batch and engine, one run."""
@@ -218,12 +220,12 @@ def bench_train(
 
     if size not in SIZES:
         raise fail(f"--size must be one of {', '.join(SIZES)}, got {size!r}")
-    result = bench_training(size=size, steps=steps, warmup=warmup, batch=batch)
+    result = bench_training(size=size, steps=steps, warmup=warmup, batch=batch, stage=stage, llm_layers=llm_layers)
     if json_:
         print(json.dumps(result, indent=2))
         return
-    title = (f"{size}, {result['device']}, batch {batch} ({result['tokens_per_step']} tokens), "
-             f"median of {steps} steps after {warmup}")  # fmt: skip
+    title = (f"{size} ({result['llm_layers']} LLM layers), stage {stage}, {result['device']}, batch {batch} "
+             f"({result['tokens_per_step']} tokens), median of {steps} steps after {warmup}")  # fmt: skip
     table = Table("mode", "s/step", "tokens/s", "peak memory GiB", "MFU", "encoder calls", title=title)
     for name, row in result["modes"].items():
         memory, mfu = row["peak_memory_gib"], row["mfu"]

@@ -1,7 +1,8 @@
 """Training step time on cached features against running the frozen encoders on the fly.
 
-    ground bench train                                   # demo size on CPU, well under a minute
-    ground bench train --size 7b --batch 4 --json        # one GPU with ~120 GB (H200), random 7B
+    ground bench train                                        # demo size on CPU, seconds
+    ground bench train --size 7b --stage 1 --batch 16         # one 141 GB GPU (H200), random 7B
+    ground bench train --size 7b --llm-layers 24 --batch 16   # stage 2; 32 layers need > 1 GPU
     python -c "from ground.train.bench import bench_training; print(bench_training('demo'))"
 
 One process builds one DeepSpeed engine (ZeRO-2, AdamW, the stage's trainable set) exactly as
@@ -18,7 +19,10 @@ times the same optimizer step twice:
 Sizes: `demo` is the demo recipe's tiny random models (LLaMA 128 x 4 layers, the tiny CLIP /
 BLIP-2 / ImageBind of `create_tiny_encoders`); `7b` has the paper's shapes with random bf16
 weights built on the GPU (Vicuna-7B + 9 tokens, CLIP ViT-L/14-336, EVA-ViT-g + Q-Former,
-ImageBind-huge audio) and gradient checkpointing, as the 7B recipe's stage 2.
+ImageBind-huge audio) and, from stage 2 on, gradient checkpointing, as the 7B recipe. A stage-2
+7B step does not fit one GPU with ZeRO-2 (bf16 weights and gradients, fp32 master weights, Adam
+moments and the fp32 gradient copy of the step: ~22 bytes a parameter, ~148 GB), hence
+`llm_layers`. On a GPU, AdamW runs as torch's fused kernel (see `_engine`).
 
 MFU = model FLOPs per token x tokens/s / the GPU's peak dense bf16 FLOP/s. Model FLOPs per token
 are 6 x trained + 4 x frozen parameters of the trained model (LLM + adapters; a frozen LLM still
@@ -69,8 +73,13 @@ def bench_training(
     batch: int = 4,
     device: str = "auto",
     stage: int = 2,
+    llm_layers: int | None = None,
 ) -> dict[str, Any]:
-    """Time `steps` optimizer steps (after `warmup`) per mode; see the module docstring."""
+    """Time `steps` optimizer steps (after `warmup`) per mode; see the module docstring.
+
+    `llm_layers` overrides the LLM's decoder layer count (widths unchanged), e.g. to fit a
+    stage-2 7B step on one GPU.
+    """
     import deepspeed
 
     from ground.train.setup import distributed
@@ -78,41 +87,39 @@ def bench_training(
     if size not in SIZES:
         raise ValueError(f"size must be one of {SIZES}, got {size!r}")
     if steps < 1 or warmup < 0 or batch < 1:
-        raise ValueError(f"need steps >= 1, warmup >= 0, batch >= 1; got {steps}, {warmup}, {batch}")
+        raise ValueError(
+            f"need steps >= 1, warmup >= 0, batch >= 1; got {steps}, {warmup}, {batch}"
+        )
     _, _, where = distributed(deepspeed)
     if device != "auto":
         where = torch.device(device)
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
-        model, encoders = _build(size, where, Path(tmp))
+        model, encoders = _build(size, where, Path(tmp), llm_layers, stage)
     counts = MEDIA_COUNTS[size]
     text, owners = _make_batch(model, batch)
     cached, raw = _media_inputs(model.config, encoders, owners, counts)
     model.set_trainable(stage)
     flops_per_token = _flops_per_token(model)
     engine = _engine(model, batch, where)
-    calls = _count_forwards(encoders)
-    tokens = int(text["attention_mask"].sum())
     modes = {
         "cached": lambda: _cached_media(cached, where),
         "on_the_fly": lambda: _encoded_media(raw, encoders, where),
     }
+    calls = _count_forwards(encoders)
+    tokens = int(text["attention_mask"].sum())
     results: dict[str, Any] = {}
     for name, media in modes.items():
         calls["n"] = 0
         times, peak, loss = _time(engine, text, media, steps, warmup, where)
-        seconds = statistics.median(times)
-        results[name] = {
-            "seconds_per_step": seconds,
-            "step_seconds": times,
-            "tokens_per_s": tokens / seconds,
-            "peak_memory_gib": None if peak is None else peak / 2**30,
-            "mfu": _mfu(flops_per_token * tokens / seconds, where),
-            "encoder_calls": calls["n"],
-            "last_loss": loss,
-        }
+        results[name] = _summary(times, peak, loss, tokens, flops_per_token, where)
+        results[name]["encoder_calls"] = calls["n"]
     return {
         "size": size, "device": _device_name(where), "batch": batch, "stage": stage,
+        "llm_layers": model.llm.config.num_hidden_layers,
+        "media_items": {kind: len(rows) for kind, rows in owners.items()},
+        "params": {"llm": _count(model.llm), "adapters": _count(model.adapters),
+                   **{f"{k}_encoder": _count(e.model) for k, e in encoders.items()}},
         "steps": steps, "warmup": warmup, "tokens_per_step": tokens,
         "sequence_length": int(text["input_ids"].shape[1]),
         "flops_per_token": flops_per_token, "modes": results,
@@ -120,7 +127,9 @@ def bench_training(
     }  # fmt: skip
 
 
-def _build(size: str, device: torch.device, tmp: Path) -> tuple[GroundingModel, dict[str, Encoder]]:
+def _build(
+    size: str, device: torch.device, tmp: Path, llm_layers: int | None, stage: int
+) -> tuple[GroundingModel, dict[str, Encoder]]:
     """The trained model (LLM + adapters, nothing frozen yet) and the three frozen encoders."""
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     if size == "demo":
@@ -133,6 +142,8 @@ def _build(size: str, device: torch.device, tmp: Path) -> tuple[GroundingModel, 
     from transformers import LlamaConfig, LlamaForCausalLM
 
     text_vocab = llm_sizes["vocab_size"]
+    if llm_layers is not None:
+        llm_sizes = llm_sizes | {"num_hidden_layers": llm_layers}
     config = LlamaConfig(**(llm_sizes | {"vocab_size": text_vocab + len(SPECIAL_TOKENS)}),
                          tie_word_embeddings=False, pad_token_id=0, bos_token_id=1, eos_token_id=2)  # fmt: skip
     # Built on the device in its dtype: a 7B model initialises in seconds there.
@@ -142,15 +153,19 @@ def _build(size: str, device: torch.device, tmp: Path) -> tuple[GroundingModel, 
         grounding = GroundingConfig.for_features(shapes, llm_hidden=config.hidden_size)
         ids = {token: text_vocab + i for i, token in enumerate(SPECIAL_TOKENS)}
         model = GroundingModel(llm, grounding, ids).to(dtype)
-    if size == "7b":
-        model.enable_gradient_checkpointing()  # the 7B recipe's stages 2 and 3
+    if size == "7b" and stage > 1:
+        model.enable_gradient_checkpointing()  # the 7B recipe's stages 2 and 3 (not stage 1)
     return model, encoders
 
 
 def _paper_encoders(device: torch.device, dtype: torch.dtype) -> dict[str, Encoder]:
     """CLIP ViT-L/14-336, BLIP-2 EVA-ViT-g + Q-Former, ImageBind-huge audio: random weights."""
-    from transformers import Blip2Config, Blip2VisionModelWithProjection
-    from transformers import CLIPVisionConfig, CLIPVisionModel
+    from transformers import (
+        Blip2Config,
+        Blip2VisionModelWithProjection,
+        CLIPVisionConfig,
+        CLIPVisionModel,
+    )
 
     from ground.features.imagebind import ImageBindAudioConfig, ImageBindAudioModel
 
@@ -254,10 +269,15 @@ def _engine(model: GroundingModel, batch: int, device: torch.device) -> Any:
         hp={"batch_size": batch, "grad_accum": 1, "lr": 2e-5, "weight_decay": 0.0},
         common={"precision": "auto", "zero_stage": 2},
     )
+    config = deepspeed_config(spec, device)
+    if device.type == "cuda":
+        # torch's foreach AdamW (the default) makes temporaries as large as ZeRO's flat fp32
+        # partition: +25 GiB for 7B on one GPU, which OOMs an H200. The fused kernel makes none.
+        config["optimizer"]["params"]["fused"] = True
     engine, _, _, _ = deepspeed.initialize(
         model=model.to(device),
         model_parameters=[p for p in model.parameters() if p.requires_grad],
-        config=deepspeed_config(spec, device),
+        config=config,
     )
     return engine
 
@@ -287,6 +307,21 @@ def _time(
     return times, peak, loss.detach().float().item()
 
 
+def _summary(
+    times: list[float], peak: int | None, loss: float, tokens: int, flops_per_token: int,
+    device: torch.device,
+) -> dict[str, Any]:  # fmt: skip
+    seconds = statistics.median(times)
+    return {
+        "seconds_per_step": seconds,
+        "step_seconds": times,
+        "tokens_per_s": tokens / seconds,
+        "peak_memory_gib": None if peak is None else peak / 2**30,
+        "mfu": _mfu(flops_per_token * tokens / seconds, device),
+        "last_loss": loss,
+    }
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -302,6 +337,10 @@ def _count_forwards(encoders: dict[str, Encoder]) -> dict[str, int]:
     for encoder in encoders.values():
         getattr(encoder.model, "vision_model", encoder.model).register_forward_hook(hook)
     return calls
+
+
+def _count(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
 
 
 def _flops_per_token(model: GroundingModel) -> int:
