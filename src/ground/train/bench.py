@@ -5,7 +5,7 @@
     ground bench train --size 7b --llm-layers 24 --batch 16   # stage 2; 32 layers need > 1 GPU
     python -c "from ground.train.bench import bench_training; print(bench_training('demo'))"
 
-One process builds one DeepSpeed engine (ZeRO-2, AdamW, the stage's trainable set) exactly as
+One process builds one DeepSpeed engine (ZeRO-2, AdamW, the stage's trainable set) as
 `ground.train.loop` does, and one fixed batch mirroring stage-2 data: image REC, video temporal
 grounding, sound localisation (audio + image), text + image (cycled for larger batches). Then it
 times the same optimizer step twice:
@@ -22,7 +22,7 @@ weights built on the GPU (Vicuna-7B + 9 tokens, CLIP ViT-L/14-336, EVA-ViT-g + Q
 ImageBind-huge audio) and, from stage 2 on, gradient checkpointing, as the 7B recipe. A stage-2
 7B step does not fit one GPU with ZeRO-2 (bf16 weights and gradients, fp32 master weights, Adam
 moments and the fp32 gradient copy of the step: ~22 bytes a parameter, ~148 GB), hence
-`llm_layers`. On a GPU, AdamW runs as torch's fused kernel (see `_engine`).
+`llm_layers`. On a GPU, AdamW runs as torch's fused kernel (see `setup.deepspeed_config`).
 
 MFU = model FLOPs per token x tokens/s / the GPU's peak dense bf16 FLOP/s. Model FLOPs per token
 are 6 x trained + 4 x frozen parameters of the trained model (LLM + adapters; a frozen LLM still
@@ -77,6 +77,8 @@ def bench_training(
 ) -> dict[str, Any]:
     """Time `steps` optimizer steps (after `warmup`) per mode; see the module docstring.
 
+    `device` "auto" is the training path's choice (the local GPU, else the CPU); "cpu" forces
+    the CPU on a machine without GPUs only (the process group is already NCCL's otherwise).
     `llm_layers` overrides the LLM's decoder layer count (widths unchanged), e.g. to fit a
     stage-2 7B step on one GPU.
     """
@@ -270,10 +272,6 @@ def _engine(model: GroundingModel, batch: int, device: torch.device) -> Any:
         common={"precision": "auto", "zero_stage": 2},
     )
     config = deepspeed_config(spec, device)
-    if device.type == "cuda":
-        # torch's foreach AdamW (the default) makes temporaries as large as ZeRO's flat fp32
-        # partition: +25 GiB for 7B on one GPU, which OOMs an H200. The fused kernel makes none.
-        config["optimizer"]["params"]["fused"] = True
     engine, _, _, _ = deepspeed.initialize(
         model=model.to(device),
         model_parameters=[p for p in model.parameters() if p.requires_grad],

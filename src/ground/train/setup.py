@@ -88,9 +88,11 @@ def deepspeed_config(spec: Any, device: torch.device) -> dict[str, Any]:
         "gradient_clipping": 1.0,
         "zero_optimization": {"stage": common["zero_stage"]},
         # torch's AdamW: DeepSpeed's fused kernels would need a CUDA toolchain to JIT-compile.
+        # On GPUs torch's fused kernel: the default foreach one makes temporaries as large as
+        # ZeRO's flat fp32 partition (+25 GiB for 7B on one GPU, measured on an H200).
         "optimizer": {"type": "AdamW", "params": {
             "lr": hp["lr"], "weight_decay": hp["weight_decay"], "betas": [0.9, 0.999], "eps": 1e-8,
-            "torch_adam": True,
+            "torch_adam": True, **({"fused": True} if device.type == "cuda" else {}),
         }},  # fmt: skip
         "bf16": {"enabled": bf16},
         "steps_per_print": 10**9,
