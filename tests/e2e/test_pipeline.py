@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +18,6 @@ from pathlib import Path
 import duckdb
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
 TINY = [
     "download.demo.splits={train: 6, val: 2, test: 2}",
     "download.models.vocab_size=400",
@@ -47,12 +45,9 @@ def status(project: Path, *sets: str) -> dict[str, dict]:
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
+def project(tmp_path_factory, copy_project) -> Path:
     root = tmp_path_factory.mktemp("project")
-    for name in ("Snakefile", "config.yaml"):
-        shutil.copy(REPO / name, root / name)
-    for name in ("rules", "src", "envs"):
-        shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+    copy_project(root)
     ground(root, "run", "--until", "features", "--cores", "2")
     return root
 

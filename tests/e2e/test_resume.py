@@ -5,26 +5,20 @@ real SIGKILL, nothing stubbed."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import duckdb
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
 TINY = ["--set", "download.demo.splits={train: 4, val: 1, test: 1}", "--set", "download.models.vocab_size=300"]
 pytestmark = pytest.mark.e2e
 
 
-def test_killed_run_resumes_and_is_recorded_as_interrupted(tmp_path):
-    for name in ("Snakefile", "config.yaml"):
-        shutil.copy(REPO / name, tmp_path / name)
-    for name in ("rules", "src", "envs"):
-        shutil.copytree(REPO / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
+def test_killed_run_resumes_and_is_recorded_as_interrupted(tmp_path, copy_project):
+    copy_project(tmp_path)
     cmd = [sys.executable, "-m", "ground_cli.main", "run", "--until", "features", *TINY]
     env = os.environ | {"PYTHONPATH": str(tmp_path / "src")}
     first = subprocess.Popen(cmd, cwd=tmp_path, env=env, start_new_session=True,

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -16,7 +15,6 @@ from pathlib import Path
 import duckdb
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
 STAGE = "lr: 2.0e-3, batch_size: 4, grad_accum: 2, epochs: 1.0, save_every: 2"
 TINY = [
@@ -41,12 +39,9 @@ def ground(project: Path, command: str, *args: str, check: bool = True, popen: b
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
+def project(tmp_path_factory, copy_project) -> Path:
     root = tmp_path_factory.mktemp("train")
-    for name in ("Snakefile", "config.yaml"):
-        shutil.copy(REPO / name, root / name)
-    for name in ("rules", "src", "envs"):
-        shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+    copy_project(root)
     ground(root, "run", "--until", "features")
     return root
 

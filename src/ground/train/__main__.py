@@ -13,6 +13,8 @@ import json
 import os
 from pathlib import Path
 
+import torch
+
 from ground.train.loop import TrainSpec, train_stage
 
 
@@ -24,6 +26,8 @@ def main() -> None:
     summary = train_stage(spec)
     if int(os.environ.get("RANK", "0")) == 0:
         Path(spec.extra["summary"]).write_text(json.dumps(summary, indent=2))
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":
