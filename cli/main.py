@@ -133,11 +133,13 @@ def status(
 
 @app.command()
 def runs(json_: JsonOpt = False, config: ConfigOpt = None, limit: int = 20) -> None:
-    """List recorded runs, newest first, with their job counts."""
+    """List recorded runs, newest first: job counts and the GPT requests/tokens they used."""
     from ground.tracking.db import list_runs
 
     rows = list_runs(database(recipe(config, [])), limit=limit)
-    show(rows, json_, ["id", "status", "started", "finished", "targets", "git_commit", "jobs_ok", "jobs_failed"])
+    columns = ["id", "status", "started", "finished", "targets", "git_commit", "jobs_ok", "jobs_failed",
+               "requests", "tokens_in", "tokens_out"]  # fmt: skip
+    show(rows, json_, columns)
 
 
 @app.command()

@@ -71,12 +71,24 @@ class Convert:
 
 @dataclass
 class Generate:
-    backend: str = "offline"
+    backend: Literal["offline", "openai", "transformers"] = "offline"
     seed: int = 0
     sources: list[str] = field(default_factory=lambda: ["demo_image", "demo_video"])
     split: str = "train"
     turns: int = 3
     cache_dir: str = "cache/generate"
+    model: str = "gpt-3.5-turbo"  # openai: model name; transformers: a local chat model folder
+    base_url: str = ""  # openai: any OpenAI-compatible endpoint; "" = the openai client's default
+    api_key_env: str = "OPENAI_API_KEY"  # NAME of the environment variable holding the key
+    temperature: float = 0.2
+    max_tokens: int = 1024  # per response
+    max_concurrency: int = 4  # requests in flight at once
+    max_retries: int = 5  # on 429, 5xx and timeouts, with exponential backoff
+    timeout_s: float = 60.0
+    max_requests: int = 0  # request budget per run (0: unlimited); cache hits are free
+    price_in_per_1k: float = 0.0005  # USD per 1k prompt tokens, for the dry-run estimate
+    price_out_per_1k: float = 0.0015
+    dry_run: bool = False  # print the prompts and a token/cost estimate, send nothing
 
 
 @dataclass

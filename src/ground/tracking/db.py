@@ -2,17 +2,12 @@
 
 Only the `ground` head process writes (one short read-write connection per call):
 
-    from ground.tracking import db
-    run_id = db.start_run(path, config=cfg, targets=["all"], command_line="ground run",
-                          workdir=Path.cwd())
+    run_id = db.start_run(path, config=cfg, targets=["all"], command_line="ground run", workdir=Path.cwd())
     ...  # Snakemake runs; every job writes a *.job.json record (ground.tracking.record)
-    db.ingest_records(path, run_id, db.find_records(Path("results")), step_of=STEP_OF_RULE)
-    db.record_failure(path, run_id, rule="train_stage", wildcards={"stage": "1"}, ...)
+    db.ingest_records(path, run_id, db.find_records(Path("results")), step_of=step_of_rule)
     db.finish_run(path, run_id, "ok")
 
-Readers open the file read-only and get [] when it does not exist yet:
-
-    db.list_runs(path); db.list_jobs(path, run_id); db.list_metrics(path, run_id)
+Readers (`list_runs`, `list_jobs`, `list_metrics`) open the file read-only; [] if it is absent.
 
 Tables: `ground.tracking.schema`, TIMESTAMPs in UTC. Secrets (keys named like api_key, token,
 secret, password) become "***" before anything reaches the file. DuckDB allows one read-write
@@ -39,7 +34,6 @@ from ground.tracking.record import RECORD_SUFFIX, json_safe, read_job_record, re
 from ground.tracking.schema import JOB_FAILED, JOB_OK, RUN_RUNNING, ensure_schema, insert
 from ground.tracking.schema import SCHEMA_VERSION as SCHEMA_VERSION  # re-exported
 
-# How the CLI names the pipeline step of a rule: a callable or a {rule: step} mapping.
 # rule -> step name; a callable also gets the job's wildcards (stage1..3 share one rule).
 StepOf = Callable[[str, dict], str | None] | Mapping[str, str] | None
 
@@ -351,14 +345,24 @@ def list_runs(db: Path, limit: int = 20) -> list[dict]:
         counts = con.execute(
             "SELECT run_id, status, count(*) FROM jobs GROUP BY run_id, status"
         ).fetchall()
+        # What the instruction-generation backend was asked for and used (the GPT bill).
+        usage = con.execute(
+            "SELECT run_id, name, sum(value) FROM metrics WHERE benchmark = 'generate'"
+            " AND name IN ('requests', 'tokens_in', 'tokens_out') GROUP BY run_id, name"
+        ).fetchall()
     by_run: dict[str, dict[str, int]] = {}
     for run, status, n in counts:
         by_run.setdefault(run, {})[status] = n
+    spent: dict[str, dict[str, int]] = {}
+    for run, name, total in usage:
+        spent.setdefault(run, {})[name] = int(total)
     for run in runs:
         jobs = by_run.get(run["id"], {})
         # Flat counts too, for table columns; `jobs` keeps any other status.
         run |= {"jobs_ok": jobs.get(JOB_OK, 0), "jobs_failed": jobs.get(JOB_FAILED, 0)}
         run["jobs"] = jobs
+        used = spent.get(run["id"], {})
+        run |= {k: used.get(k, 0) for k in ("requests", "tokens_in", "tokens_out")}
     return runs
 
 
