@@ -6,15 +6,14 @@ from ground.instruct.generate import generate_instructions
 from ground.tracking.adapter import step_job
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
-cfg = smk.params.cfg
 with step_job(smk) as job:
     summary = generate_instructions(
         [Path(p) for p in smk.input],
         Path(smk.output.records),
         Path(smk.output.manifest),
-        backend=cfg["backend"],
-        seed=cfg["seed"],
-        cache_dir=Path(cfg["cache_dir"]),
-        turns=cfg["turns"],
+        dict(smk.params.cfg),
     )
     job.note("summary", summary)
+    for name in ("requests", "cache_hits", "tokens_in", "tokens_out"):
+        job.metric(name, summary[name], benchmark="generate")
+    job.metric("rejected", sum(summary["rejected_by_reason"].values()), benchmark="generate")

@@ -6,11 +6,13 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from ground.config import Generate
 from ground.data.convert import convert_dataset
 from ground.data.formats import box_to_square, format_box, format_span, parse_boxes, parse_spans
 from ground.instruct.generate import (
@@ -76,8 +78,8 @@ def write_sources(root: Path, images: int = 3, videos: int = 2) -> list[Path]:
 
 def generate(root: Path, sources: list[Path], **kwargs: Any) -> tuple[list[dict], dict]:
     out, manifest = root / "gen" / "dialogues.jsonl", root / "gen" / "manifest.json"
-    options = {"seed": 0, "cache_dir": root / "cache"} | kwargs
-    summary = generate_instructions(sources, out, manifest, **options)
+    cfg = asdict(Generate()) | {"seed": 0, "cache_dir": str(root / "cache")} | kwargs
+    summary = generate_instructions(sources, out, manifest, cfg)
     assert json.loads(manifest.read_text()) == summary
     return [json.loads(line) for line in out.read_text().splitlines()], summary
 
@@ -166,7 +168,7 @@ class Hallucinator:
 
 
 def test_a_backend_inventing_spans_is_rejected(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setitem(BACKENDS, "liar", Hallucinator)
+    monkeypatch.setitem(BACKENDS, "liar", lambda cfg: Hallucinator())
     sources = write_sources(tmp_path, images=0, videos=2)
     records, summary = generate(tmp_path, sources, backend="liar")
     assert records == [] and summary["rejected_by_reason"] == {"span not in annotations": 2}
@@ -174,7 +176,7 @@ def test_a_backend_inventing_spans_is_rejected(tmp_path: Path, monkeypatch) -> N
 
 def test_unknown_backend(tmp_path: Path) -> None:
     with pytest.raises(
-        ValueError, match=r"unknown instruction backend 'gpt5'; known: \['offline'\]"
+        ValueError, match=r"unknown instruction backend 'gpt5'; known: \['offline', 'openai'"
     ):
         generate(tmp_path, [], backend="gpt5")
 

@@ -2,38 +2,43 @@
 
     python -m ground.instruct.generate --sources results/convert/demo_image/train.jsonl \
         results/convert/demo_video/train.jsonl --out results/generate/dialogues.jsonl \
-        --manifest results/generate/dialogues.manifest.json --seed 0 --cache-dir cache/generate
+        --manifest results/generate/dialogues.manifest.json --set seed=0 --set backend=offline
 
 Converted records are grouped per media file; each group's annotations (objects and boxes,
 expressions, timed events, in the model's normalised units) become one request to a backend
-(`BACKENDS`; "offline" is the deterministic composer of `ground.instruct.offline`, a GPT backend
-plugs in beside it). Every response goes through a cache keyed by the sha256 of the backend, model,
+(`BACKENDS`: "offline", the deterministic composer of `ground.instruct.offline`; "openai", any
+OpenAI-compatible endpoint with the prompts of `ground.instruct.prompts`; "transformers", a local
+chat model). Every response goes through a cache keyed by the sha256 of the backend, model,
 prompt version, request and sampling parameters, so a rerun never pays twice (and two media files
-with identical annotations share one response: the request never names the file). Each dialogue is
-validated: every box or span it mentions must be one of the annotations'; others are rejected and
-counted by reason in the manifest.
+with identical annotations share one response: the request never names the file). Cache misses
+are sent `max_concurrency` at a time, at most `max_requests` per run; `dry_run` prints the
+prompts and a token/cost estimate and sends nothing. Each dialogue is validated
+(`ground.instruct.validate`); rejections are counted by reason in the manifest.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from ground.data.formats import box_to_square, parse_boxes, parse_spans
-from ground.data.jsonl import brief_summary, write_outputs, write_text_atomic
+from ground.data.jsonl import brief_summary, write_outputs
+from ground.instruct.cache import ResponseCache, cache_key
+from ground.instruct.groups import MediaGroup, load_groups
 from ground.instruct.offline import OfflineComposer
+from ground.instruct.openai_backend import OpenAIBackend
+from ground.instruct.transformers_backend import TransformersBackend
+from ground.instruct.validate import InvalidDialogue, validate_dialogue
 
+__all__ = ["BACKENDS", "InvalidDialogue", "generate_instructions", "validate_dialogue"]
 TASK = "grounded_dialogue"
-# A box or span matches an annotation if every coordinate is within this: formatting to 3 (2)
-# decimals moves a value by at most half a unit, and a re-rounding backend by one more.
-BOX_TOLERANCE = 0.0015
-SPAN_TOLERANCE = 0.015
+# The usual rule of thumb for English BPE vocabularies (tiktoken is not a dependency).
+CHARS_PER_TOKEN = 4
 
 
 class Backend(Protocol):
@@ -50,179 +55,29 @@ class Backend(Protocol):
     def complete(self, request: dict[str, Any], sampling: dict[str, Any]) -> dict[str, Any]: ...
 
 
-BACKENDS: dict[str, Callable[[], Backend]] = {"offline": OfflineComposer}
+BACKENDS: dict[str, Callable[[dict[str, Any]], Backend]] = {
+    "offline": lambda cfg: OfflineComposer(),
+    "openai": OpenAIBackend,
+    "transformers": TransformersBackend,
+}
 
 
-def make_backend(name: str) -> Backend:
+def make_backend(name: str, cfg: dict[str, Any]) -> Backend:
     if name not in BACKENDS:
         raise ValueError(f"unknown instruction backend {name!r}; known: {sorted(BACKENDS)}")
-    return BACKENDS[name]()
+    return BACKENDS[name](cfg)
 
 
 @dataclass
-class MediaGroup:
-    """The annotations of one media file, gathered from all converted records that name it."""
+class Job:
+    """One media group's request: its cache key and, once known, the response."""
 
-    kind: str  # "image" | "video"
-    media: str
-    dataset: str
-    split: str
-    raw_id: str
-    meta: dict[str, Any] = field(default_factory=dict)  # width/height or duration
-    caption: str = ""
-    objects: list[dict[str, Any]] = field(default_factory=list)
-    expressions: list[dict[str, Any]] = field(default_factory=list)
-    events: list[dict[str, Any]] = field(default_factory=list)
-    # Events seen only through temporal-grounding records (datasets without a caption record).
-    queries: list[dict[str, Any]] = field(default_factory=list)
-
-    def box(self, box_px: list[float]) -> list[float]:
-        square = box_to_square(box_px, self.meta["width"], self.meta["height"])
-        return [round(v, 3) for v in square]
-
-    def span(self, start: float, end: float) -> list[float]:
-        duration = self.meta["duration"]
-        return [round(min(1.0, max(0.0, t / duration)), 2) for t in (start, end)]
-
-    def annotation(self) -> dict[str, Any]:
-        """The request content, in normalised units (the media path is deliberately absent)."""
-        if self.kind == "image":
-            objects = [
-                {k: o[k] for k in ("shape", "color", "size")} | {"box": self.box(o["box"])}
-                for o in self.objects
-            ]
-            expressions = [
-                {"text": e["text"], "box": self.box(e["box_px"])} for e in self.expressions
-            ]
-            return {
-                "kind": "image",
-                "caption": self.caption,
-                "objects": objects,
-                "expressions": expressions,
-            }
-        events = self.events or self.queries
-        events = [{"text": e["text"], "span": self.span(e["start"], e["end"])} for e in events]
-        return {"kind": "video", "caption": self.caption, "events": events}
-
-
-def _add_record(group: MediaGroup, record: dict[str, Any]) -> None:
-    meta = record.get("meta", {})
-    for key in ("width", "height", "duration"):
-        if key in meta:
-            group.meta[key] = meta[key]
-    if record["task"] in ("image_caption", "video_caption") and not group.caption:
-        group.caption = meta["caption"]
-    if "objects" in meta and not group.objects:
-        group.objects = list(meta["objects"])
-    if "events" in meta and not group.events:
-        group.events = list(meta["events"])
-    if record["task"] == "rec":
-        group.expressions.append({"text": meta["expression"], "box_px": meta["box_px"]})
-    if record["task"] == "temporal_grounding":
-        start, end = meta["segment_s"]
-        group.queries.append({"text": meta["query"], "start": start, "end": end})
-
-
-def load_groups(sources: list[Path]) -> tuple[list[MediaGroup], int, int]:
-    """Media groups (in first-seen order), records read, records skipped (no image or video)."""
-    groups: dict[tuple[str, str], MediaGroup] = {}
-    read = skipped = 0
-    for path in sources:
-        for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}:{number}: not a JSON record ({err})") from err
-            read += 1
-            # Sound localisation also names an image; dialogues are about images and videos only.
-            kind = next((k for k in ("video", "image") if k in record), None)
-            if kind is None or "sound" in record:
-                skipped += 1
-                continue
-            key = (kind, record[kind])
-            if key not in groups:
-                raw_id = record["meta"]["raw_id"]
-                groups[key] = MediaGroup(
-                    kind, record[kind], record["dataset"], record["split"], raw_id
-                )
-            _add_record(groups[key], record)
-    return list(groups.values()), read, skipped
-
-
-class InvalidDialogue(ValueError):
-    """A generated dialogue that fails validation; `reason` is the manifest's counting key."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
-
-
-def _close(found: tuple[float, ...], known: list[list[float]], tolerance: float) -> bool:
-    return any(all(abs(a - b) <= tolerance for a, b in zip(found, k, strict=True)) for k in known)
-
-
-def validate_dialogue(response: dict[str, Any], annotation: dict[str, Any]) -> list[dict[str, str]]:
-    """The response's turns if well formed and every box/span is one of the annotation's."""
-    turns = response.get("conversations") if isinstance(response, dict) else None
-    if not isinstance(turns, list) or not turns or len(turns) % 2:
-        raise InvalidDialogue("malformed conversation", "expected an even, non-empty list of turns")
-    for k, turn in enumerate(turns):
-        speaker = "human" if k % 2 == 0 else "gpt"
-        if not isinstance(turn, dict) or turn.get("from") != speaker:
-            raise InvalidDialogue("malformed conversation", f"turn {k} should be from {speaker}")
-        if not isinstance(turn.get("value"), str) or not turn["value"].strip():
-            raise InvalidDialogue("malformed conversation", f"turn {k} has no text")
-    boxes = [o["box"] for o in annotation.get("objects", [])]
-    boxes += [e["box"] for e in annotation.get("expressions", [])]
-    spans = [e["span"] for e in annotation.get("events", [])]
-    grounded = False
-    for k, turn in enumerate(turns):
-        try:
-            found_boxes, found_spans = parse_boxes(turn["value"]), parse_spans(turn["value"])
-        except ValueError as err:
-            raise InvalidDialogue("unparsable box or span", f"turn {k}: {err}") from None
-        for box in found_boxes:
-            if not _close(box, boxes, BOX_TOLERANCE):
-                raise InvalidDialogue("box not in annotations", f"turn {k}: {list(box)}")
-        for span in found_spans:
-            if not _close(span, spans, SPAN_TOLERANCE):
-                raise InvalidDialogue("span not in annotations", f"turn {k}: {list(span)}")
-        grounded |= k % 2 == 1 and bool(found_boxes or found_spans)
-    if not grounded:
-        raise InvalidDialogue("ungrounded", "no answer mentions a box or a span")
-    return [{"from": t["from"], "value": t["value"]} for t in turns]
-
-
-def cache_key(material: dict[str, Any]) -> str:
-    canonical = json.dumps(material, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
-
-
-class ResponseCache:
-    """Backend responses on disk at `root/<key[:2]>/<key>.json`, written atomically."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = Path(root)
-
-    def path(self, key: str) -> Path:
-        return self.root / key[:2] / f"{key}.json"
-
-    def get(self, key: str) -> dict[str, Any] | None:
-        path = self.path(key)
-        if not path.is_file():
-            return None
-        try:
-            return json.loads(path.read_text(encoding="utf-8"))["response"]
-        except (json.JSONDecodeError, KeyError, TypeError) as err:
-            # A damaged entry is not silently re-bought: someone should look at it first.
-            raise ValueError(
-                f"{path}: unreadable cache entry ({err!r}); delete it to retry"
-            ) from err
-
-    def put(self, key: str, material: dict[str, Any], response: dict[str, Any]) -> None:
-        entry = {"key": key, "material": material, "response": response}
-        write_text_atomic(self.path(key), json.dumps(entry, indent=1, ensure_ascii=False) + "\n")
+    group: MediaGroup
+    annotation: dict[str, Any]
+    material: dict[str, Any]
+    key: str
+    response: dict[str, Any] | None = None
+    cached: bool = False
 
 
 def dialogue_record(
@@ -252,94 +107,177 @@ def dialogue_record(
     }
 
 
-def respond(
-    engine: Backend, cache: ResponseCache, annotation: dict[str, Any], *, seed: int, turns: int
-) -> tuple[str, dict[str, Any], bool]:
-    """(cache key, response, whether it came from the cache); calls the backend on a miss only."""
-    material = {
-        "backend": engine.name,
-        "model": engine.model,
-        "prompt_version": engine.prompt_version,
-        "request": engine.request(annotation, turns),
-        "sampling": engine.sampling(seed),
-    }
-    key = cache_key(material)
-    response = cache.get(key)
-    if response is not None:
-        return key, response, True
-    response = engine.complete(material["request"], material["sampling"])
-    cache.put(key, material, response)
-    return key, response, False
-
-
-def generate_instructions(
-    sources: list[Path],
-    out: Path,
-    manifest: Path,
-    *,
-    backend: str = "offline",
-    seed: int,
-    cache_dir: Path,
-    turns: int = 3,
-) -> dict[str, Any]:
-    """Write one validated grounded dialogue per media file of `sources`; returns the manifest.
-
-    `turns` counts question/answer pairs per dialogue, the first being the grounded overview
-    (a detailed description of an image, the timed events of a video).
-    """
-    if turns < 1:
-        raise ValueError(f"turns must be at least 1, got {turns}")
-    engine = make_backend(backend)
-    cache = ResponseCache(cache_dir)
-    groups, records_in, skipped = load_groups(sources)
-    records, rejected = [], []
-    requests = hits = 0
+def plan_jobs(
+    engine: Backend, cache: ResponseCache, groups: list[MediaGroup], cfg: dict[str, Any]
+) -> tuple[list[Job], list[dict[str, str]]]:
+    """A job per group with annotations (cached responses filled in), and the groups skipped."""
+    jobs, skipped = [], []
     for group in groups:
         annotation = group.annotation()
         # Nothing to ground a dialogue in: not worth a (possibly paid) request.
-        if not any(annotation.get(k) for k in ("objects", "expressions", "events")):
-            rejected.append({"media": group.media, "reason": "no annotations", "detail": ""})
+        if not any(annotation.get(k) for k in ("objects", "expressions", "events", "sentences")):
+            skipped.append({"media": group.media, "reason": "no annotations", "detail": ""})
             continue
-        key, response, cached = respond(engine, cache, annotation, seed=seed, turns=turns)
-        hits += cached
-        requests += not cached
-        try:
-            dialogue = validate_dialogue(response, annotation)
-        except InvalidDialogue as err:
-            rejected.append({"media": group.media, "reason": err.reason, "detail": err.detail})
+        material = {
+            "backend": engine.name,
+            "model": engine.model,
+            "prompt_version": engine.prompt_version,
+            "request": engine.request(annotation, cfg["turns"]),
+            "sampling": engine.sampling(cfg["seed"]),
+        }
+        key = cache_key(material)
+        response = cache.get(key)
+        jobs.append(Job(group, annotation, material, key, response, response is not None))
+    return jobs, skipped
+
+
+def estimate(misses: list[Job], cfg: dict[str, Any]) -> dict[str, Any]:
+    """Tokens and USD for sending `misses`: prompt length / 4 in, at most `max_tokens` out."""
+    chars = sum(len(json.dumps(j.material["request"], ensure_ascii=False)) for j in misses)
+    tokens_in = chars // CHARS_PER_TOKEN
+    tokens_out = len(misses) * int(cfg["max_tokens"])
+    cost = tokens_in / 1000 * cfg["price_in_per_1k"] + tokens_out / 1000 * cfg["price_out_per_1k"]
+    return {
+        "requests": len(misses),
+        "tokens_in": tokens_in,
+        "tokens_out_max": tokens_out,
+        "cost_usd_max": round(cost, 6),
+    }
+
+
+def print_prompts(misses: list[Job]) -> None:
+    for job in misses:
+        print(f"=== {job.group.media} (cache key {job.key[:12]})")
+        for message in job.material["request"].get("messages", []):
+            print(f"--- {message['role']}\n{message['content']}")
+        if "messages" not in job.material["request"]:
+            print(json.dumps(job.material["request"], indent=1, ensure_ascii=False))
+
+
+def fetch(engine: Backend, cache: ResponseCache, misses: list[Job], concurrency: int) -> int:
+    """Send the distinct requests of `misses`, `concurrency` at a time; returns requests sent.
+
+    Each response is cached as soon as it arrives, so a run that fails half way (a non-retryable
+    error, retries exhausted) has paid for nothing it will pay for again.
+    """
+    by_key: dict[str, list[Job]] = {}
+    for job in misses:
+        by_key.setdefault(job.key, []).append(job)
+
+    def send(key: str) -> None:
+        material = by_key[key][0].material
+        response = engine.complete(material["request"], material["sampling"])
+        cache.put(key, material, response)
+        for job in by_key[key]:
+            job.response = response
+
+    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        for future in [pool.submit(send, key) for key in by_key]:
+            future.result()
+    return len(by_key)
+
+
+def select_misses(jobs: list[Job], budget: int) -> tuple[list[Job], list[Job]]:
+    """(to send, over budget): distinct keys count once; `budget` 0 means no limit."""
+    keys: list[str] = []
+    send, over = [], []
+    for job in (j for j in jobs if not j.cached):
+        if job.key not in keys and budget and len(keys) >= budget:
+            over.append(job)
             continue
-        records.append(dialogue_record(group, dialogue, engine, key))
-    summary = {
+        if job.key not in keys:
+            keys.append(job.key)
+        send.append(job)
+    return send, over
+
+
+def generate_instructions(
+    sources: list[Path], out: Path, manifest: Path, cfg: dict[str, Any]
+) -> dict[str, Any]:
+    """Write one validated grounded dialogue per media file of `sources`; returns the manifest.
+
+    `cfg` is the recipe's `generate` section (`ground.config.Generate`). `turns` counts
+    question/answer pairs per dialogue, the first being the grounded overview.
+    """
+    if cfg["turns"] < 1:
+        raise ValueError(f"turns must be at least 1, got {cfg['turns']}")
+    engine = make_backend(cfg["backend"], cfg)
+    cache = ResponseCache(Path(cfg["cache_dir"]))
+    groups, records_in, skipped = load_groups(sources)
+    jobs, rejected = plan_jobs(engine, cache, groups, cfg)
+    misses, over_budget = select_misses(jobs, int(cfg["max_requests"]))
+    summary: dict[str, Any] = {
         "backend": engine.name,
         "model": engine.model,
         "prompt_version": engine.prompt_version,
         "sources": [Path(s).as_posix() for s in sources],
-        "seed": seed,
-        "turns": turns,
+        "seed": cfg["seed"],
+        "turns": cfg["turns"],
         "records_in": records_in,
         "records_skipped": skipped,
         "media": len(groups),
-        "records_out": len(records),
-        "requests": requests,
-        "cache_hits": hits,
-        "rejected_by_reason": dict(sorted(Counter(r["reason"] for r in rejected).items())),
-        "rejected": rejected,
+        "cache_hits": sum(j.cached for j in jobs),
     }
+    if cfg["dry_run"]:
+        print_prompts(misses)
+        summary |= {"dry_run": True, "estimate": estimate(misses, cfg), "requests": 0}
+        print(f"dry run, nothing sent: {json.dumps(summary['estimate'])}")
+        return finish(out, manifest, summary, [], rejected)
+    summary["requests"] = fetch(engine, cache, misses, int(cfg["max_concurrency"]))
+    fresh = {j.key: j.response for j in misses if j.response is not None}
+    summary["tokens_in"] = sum(r.get("usage", {}).get("tokens_in", 0) for r in fresh.values())
+    summary["tokens_out"] = sum(r.get("usage", {}).get("tokens_out", 0) for r in fresh.values())
+    for job in over_budget:
+        rejected.append({"media": job.group.media, "reason": "budget exhausted", "detail": ""})
+    summary["budget_exhausted"] = bool(over_budget)
+    records = []
+    for job in (j for j in jobs if j.response is not None):
+        try:
+            dialogue = validate_dialogue(job.response, job.annotation, cfg["turns"])
+        except InvalidDialogue as err:
+            rejected.append({"media": job.group.media, "reason": err.reason, "detail": err.detail})
+            continue
+        records.append(dialogue_record(job.group, dialogue, engine, job.key))
+    return finish(out, manifest, summary, records, rejected)
+
+
+def finish(
+    out: Path,
+    manifest: Path,
+    summary: dict[str, Any],
+    records: list[dict[str, Any]],
+    rejected: list[dict[str, str]],
+) -> dict[str, Any]:
+    summary.setdefault("tokens_in", 0)
+    summary.setdefault("tokens_out", 0)
+    summary["records_out"] = len(records)
+    summary["rejected_by_reason"] = dict(sorted(Counter(r["reason"] for r in rejected).items()))
+    summary["rejected"] = rejected
     write_outputs(out, records, manifest, summary)
     return summary
 
 
 def main() -> None:
+    from dataclasses import asdict
+
+    import yaml
+
+    from ground.config import Generate
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sources", required=True, nargs="+", type=Path)
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--manifest", required=True, type=Path)
-    parser.add_argument("--seed", required=True, type=int)
-    parser.add_argument("--cache-dir", required=True, type=Path)
-    parser.add_argument("--backend", default="offline", choices=sorted(BACKENDS))
-    parser.add_argument("--turns", type=int, default=3)
-    # Option names match generate_instructions's parameters: the namespace passes straight through.
-    print(brief_summary(generate_instructions(**vars(parser.parse_args()))))
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a key of the recipe's generate section (YAML value)")  # fmt: skip
+    args = parser.parse_args()
+    cfg = asdict(Generate())
+    for item in args.set:
+        key, _, value = item.partition("=")
+        if key not in cfg:
+            parser.error(f"unknown generate key {key!r}; known: {sorted(cfg)}")
+        cfg[key] = yaml.safe_load(value)
+    print(brief_summary(generate_instructions(args.sources, args.out, args.manifest, cfg)))
 
 
 if __name__ == "__main__":
