@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -79,4 +80,7 @@ def run_stage(stage: int, params: dict, inputs: dict[str, Any], out: Path, cache
     losses = [json.loads(line) for line in Path(spec.losses).read_text().splitlines()]
     plot_losses(losses, out / "loss.png", title=f"stage {stage}")
     summary = json.loads(Path(spec.extra["summary"]).read_text())
+    # The stage is complete and exported: its resumable state (optimizer included: tens of GB
+    # for 7B) has no further use.
+    shutil.rmtree(spec.resume_dir, ignore_errors=True)
     return summary | {"losses": losses}
