@@ -108,7 +108,11 @@ def _execute_with_progress(request: Request, console: Console) -> tuple[Events, 
 def _ingest(db: Path, run_id: str, request: Request, events: Events) -> int:
     roots = [request.root / "results", request.root / request.config["download"]["root"]]
     records = [r for root in roots if root.exists() for r in tracking.find_records(root)]
-    count = tracking.ingest_records(db, run_id, records, step_of=step_of_rule)
+    try:
+        count = tracking.ingest_records(db, run_id, records, step_of=step_of_rule)
+    except tracking.RecordError as err:  # the readable ones are in; name the others, go on
+        count = err.ingested
+        events.errors += [f"job record {path} not ingested: {reason}" for path, reason in err.errors]
     for jobid in events.failed:
         job = events.jobs.get(jobid)
         if job:
