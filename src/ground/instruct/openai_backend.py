@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 import openai
 
-from ground.instruct.prompts import PROMPT_VERSION, build_messages, choose_task
+from ground.instruct.prompts import PromptedBackend
 
 T = TypeVar("T")
 # Seconds before the first retry; doubled each time. Module-level so tests can make it tiny.
@@ -77,16 +77,13 @@ def with_retries(
     raise AssertionError("unreachable")
 
 
-class OpenAIBackend:
+class OpenAIBackend(PromptedBackend):
     """Chat completions from an OpenAI-compatible endpoint; responses are raw text + usage."""
 
     name = "openai"
 
     def __init__(self, cfg: dict[str, Any]) -> None:
-        self.model = str(cfg["model"])
-        self.prompt_version = PROMPT_VERSION
-        self.temperature = float(cfg["temperature"])
-        self.max_tokens = int(cfg["max_tokens"])
+        super().__init__(cfg)
         self.max_retries = int(cfg["max_retries"])
         self._key_env = str(cfg["api_key_env"])
         self._base_url = cfg["base_url"] or None
@@ -103,13 +100,6 @@ class OpenAIBackend:
                 timeout=self._timeout,
             )
         return self._client
-
-    def request(self, annotation: dict[str, Any], turns: int) -> dict[str, Any]:
-        task = choose_task(annotation, turns)
-        return {"task": task, "messages": build_messages(task, annotation, turns)}
-
-    def sampling(self, seed: int) -> dict[str, Any]:
-        return {"temperature": self.temperature, "max_tokens": self.max_tokens, "seed": seed}
 
     def complete(self, request: dict[str, Any], sampling: dict[str, Any]) -> dict[str, Any]:
         """`{"text", "usage": {"tokens_in", "tokens_out"}, "model"}`; parsed by the validator."""

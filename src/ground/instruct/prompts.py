@@ -175,3 +175,23 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+class PromptedBackend:
+    """What the GPT-style backends share: these prompt files, the sampling settings of the
+    `generate` config section; subclasses add `complete`."""
+
+    name = ""
+
+    def __init__(self, cfg: dict[str, Any]) -> None:
+        self.model = str(cfg["model"])
+        self.prompt_version = PROMPT_VERSION
+        self.temperature = float(cfg["temperature"])
+        self.max_tokens = int(cfg["max_tokens"])
+
+    def request(self, annotation: dict[str, Any], turns: int) -> dict[str, Any]:
+        task = choose_task(annotation, turns)
+        return {"task": task, "messages": build_messages(task, annotation, turns)}
+
+    def sampling(self, seed: int) -> dict[str, Any]:
+        return {"temperature": self.temperature, "max_tokens": self.max_tokens, "seed": seed}

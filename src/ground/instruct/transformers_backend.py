@@ -14,19 +14,16 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from ground.instruct.prompts import PROMPT_VERSION, build_messages, choose_task
+from ground.instruct.prompts import PromptedBackend
 
 
-class TransformersBackend:
+class TransformersBackend(PromptedBackend):
     """`AutoTokenizer.apply_chat_template` + `AutoModelForCausalLM.generate` on a local model."""
 
     name = "transformers"
 
     def __init__(self, cfg: dict[str, Any]) -> None:
-        self.model = str(cfg["model"])
-        self.prompt_version = PROMPT_VERSION
-        self.temperature = float(cfg["temperature"])
-        self.max_tokens = int(cfg["max_tokens"])
+        super().__init__(cfg)
         self._loaded: tuple[Any, Any] | None = None
         # generate() on one model from several threads is not safe.
         self._lock = threading.Lock()
@@ -39,13 +36,6 @@ class TransformersBackend:
             tokenizer = AutoTokenizer.from_pretrained(self.model)
             self._loaded = tokenizer, AutoModelForCausalLM.from_pretrained(self.model).eval()
         return self._loaded
-
-    def request(self, annotation: dict[str, Any], turns: int) -> dict[str, Any]:
-        task = choose_task(annotation, turns)
-        return {"task": task, "messages": build_messages(task, annotation, turns)}
-
-    def sampling(self, seed: int) -> dict[str, Any]:
-        return {"temperature": self.temperature, "max_tokens": self.max_tokens, "seed": seed}
 
     def complete(self, request: dict[str, Any], sampling: dict[str, Any]) -> dict[str, Any]:
         import torch
