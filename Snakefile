@@ -1,4 +1,4 @@
-# The GroundingGPT pipeline: download -> convert -> generate -> features (-> training, eval).
+# The GroundingGPT pipeline: download -> convert -> generate -> features -> training (3 stages) -> eval.
 # Run it through the CLI (`ground run`), which tracks every run in DuckDB; plain
 # `snakemake --cores 2` works too. Step code lives in src/ground/, one rules/<phase>.smk per phase.
 from snakemake.utils import min_version
@@ -15,14 +15,16 @@ include: "rules/convert.smk"
 include: "rules/generate.smk"
 include: "rules/features.smk"
 include: "rules/train.smk"
+include: "rules/eval.smk"
 
 
 onstart:
     shell("mkdir -p logs")
 
 
-# Everything the pipeline produces so far: the stage-3 model (and all it needs).
+# Everything the pipeline produces: the stage-3 model and the recipe's benchmark scores.
 rule all:
     default_target: True
     input:
         "results/train/stage3/model",
+        get_eval_targets(),

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from ground_cli import evaluation
+from ground_cli.data import data_app
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -147,11 +149,22 @@ def metrics(
     json_: JsonOpt = False,
     config: ConfigOpt = None,
     run_id: Annotated[str | None, typer.Option("--run", help="Only this run's metrics.")] = None,
+    compare: Annotated[tuple[str, str] | None, typer.Option(help="Two runs' scores side by side, with B - A.", metavar="RUN_A RUN_B")] = None,
 ) -> None:
-    """List recorded metrics (benchmark scores, step counters)."""
+    """List recorded metrics (benchmark scores next to their baselines, training-loss curves)."""
     from ground.tracking.db import list_metrics
 
-    rows = list_metrics(database(recipe(config, [])), run_id=run_id)
+    db = database(recipe(config, []))
+    if compare is not None:
+        from ground_cli.evaluation import compare_metrics
+
+        try:
+            rows = compare_metrics(db, *compare)
+        except ValueError as err:
+            raise fail(str(err)) from None
+        show(rows, json_, ["benchmark", "split", "name", "a", "b", "b - a"])
+        return
+    rows = list_metrics(db, run_id=run_id)
     if not json_:
         rows = collapse_curves(rows)
     show(rows, json_, ["run_id", "step", "benchmark", "split", "name", "value"])
@@ -175,6 +188,10 @@ def collapse_curves(rows: list[dict]) -> list[dict]:
         curve["name"] = f"{row['name']} (last of {curve['points']} steps, first {curve['first']:.4g})"
     return out
 
+
+app.command("eval")(evaluation.eval_command)
+app.command("report")(evaluation.report_command)
+app.add_typer(data_app, name="data")
 
 bench_app = typer.Typer(help="Benchmarks that print ratios measured side by side in one run.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")

@@ -1,6 +1,7 @@
 # Config validation, shared names and input functions (no rules here).
 from ground.config import validate
-from ground.data.layout import raw_files
+from ground.data.layout import raw_files, raw_input
+from ground.eval.benchmarks import benchmark
 from ground.fingerprint import code_fingerprint
 from ground.steps import STEPS, step_config
 
@@ -19,10 +20,20 @@ wildcard_constraints:
     split=r"[A-Za-z0-9_]+",
     modality="|".join(MODALITIES),
     stage="[123]",
+    benchmark=r"[A-Za-z0-9_+\-]+",
 
 
 def get_raw_files():
-    return raw_files(config["download"], config["convert"]["splits"])
+    evaluated = [
+        (benchmark(b).dataset, s)
+        for b in config["eval"]["benchmarks"]
+        for s in benchmark(b).splits
+    ]
+    return raw_files(config["download"], config["convert"]["splits"], evaluated)
+
+
+def get_convert_raw(wildcards):
+    return raw_input(ROOT, wildcards.dataset, wildcards.split)
 
 
 def get_converted(datasets, splits):
@@ -31,12 +42,26 @@ def get_converted(datasets, splits):
     )
 
 
+def get_eval_data(wildcards):
+    """The converted evaluation files one benchmark scores (ground.eval.benchmarks)."""
+    return benchmark(wildcards.benchmark).data_files()
+
+
 def get_feature_inputs(wildcards):
-    """Every conversation file of the recipe: the feature step encodes the media they name."""
+    """Every conversation file of the recipe and of its benchmarks: the feature step encodes
+    the media they name."""
     cfg = config["convert"]
-    return get_converted(cfg["datasets"], cfg["splits"]) + [
-        "results/generate/dialogues.jsonl"
+    evaluated = [
+        f for b in config["eval"]["benchmarks"] for f in benchmark(b).data_files()
     ]
+    converted = get_converted(cfg["datasets"], cfg["splits"])
+    return sorted(set(converted + evaluated)) + ["results/generate/dialogues.jsonl"]
+
+
+def get_eval_targets():
+    return expand(
+        "results/eval/{benchmark}/scores.json", benchmark=config["eval"]["benchmarks"]
+    )
 
 
 def get_training_records():

@@ -1,7 +1,7 @@
 # Convert one (dataset, split) of raw annotations into LLaVA-style conversation records.
 rule convert_dataset:
     input:
-        raw=f"{ROOT}/raw/{{dataset}}/{{split}}.jsonl",
+        raw=get_convert_raw,
         media=f"{ROOT}/media",
     output:
         records="results/convert/{dataset}/{split}.jsonl",

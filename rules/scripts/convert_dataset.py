@@ -10,7 +10,7 @@ with step_job(smk) as job:
     summary = convert_dataset(
         smk.wildcards.dataset,
         smk.wildcards.split,
-        Path(smk.input.raw).parents[2],  # <root>/raw/<dataset>/<split>.jsonl
+        Path(smk.input[0]).parents[2],  # the first raw input: <root>/raw/<dataset>/<file>
         Path(smk.output.records),
         Path(smk.output.manifest),
         seed=smk.params.cfg["seed"],

@@ -175,7 +175,21 @@ class Train:
 
 @dataclass
 class Eval:
-    benchmarks: list[str] = field(default_factory=list)
+    benchmarks: list[str] = field(default_factory=list)  # scored after stage 3 (ground.eval.benchmarks)
+    batch_size: int = 16  # questions decoded together
+    max_new_tokens: int = 48  # longest answer
+    device: str = "auto"  # auto: cuda when visible, else cpu
+    precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 on GPU, fp32 on CPU
+    limit: int = 0  # score only the first N questions of each benchmark (0: all)
+
+    def __post_init__(self) -> None:
+        from ground.eval.benchmarks import BENCHMARKS
+
+        unknown = [b for b in self.benchmarks if b not in BENCHMARKS]
+        if unknown:
+            raise ConfigError(f"eval.benchmarks: unknown {unknown}; known: {list(BENCHMARKS)}")
+        if self.batch_size < 1 or self.max_new_tokens < 1 or self.limit < 0:
+            raise ConfigError("eval: batch_size and max_new_tokens must be >= 1, limit >= 0")
 
 
 @dataclass

@@ -7,7 +7,10 @@ from typer.testing import CliRunner
 runner = CliRunner()
 
 
-@pytest.mark.parametrize("command", [[], ["run"], ["status"], ["runs"], ["metrics"], ["bench", "features"]])
+@pytest.mark.parametrize(
+    "command",
+    [[], ["run"], ["status"], ["runs"], ["metrics"], ["bench", "features"], ["eval"], ["report"], ["data", "convert"]],
+)
 def test_every_command_has_help(command):
     result = runner.invoke(app, [*command, "--help"])
     assert result.exit_code == 0
@@ -18,7 +21,10 @@ def test_every_command_has_help(command):
     ("args", "message"),
     [
         (["run", "--until", "bogus"], "unknown step 'bogus'"),
-        (["run", "--until", "eval"], "step 'eval' has no rules in this version yet"),
+        (["eval", "bogus"], "unknown benchmark 'bogus'"),
+        (["eval", "charades", "--predictions", "nope.jsonl", "--data", "nope.jsonl"], "not found: nope.jsonl"),
+        (["data", "convert", "coco", "--raw", ".", "--split", "val", "--out", "x.jsonl"], "unknown dataset 'coco'"),
+        (["run", "--set", "eval.benchmarks=[mmlu]"], "eval.benchmarks: unknown ['mmlu']"),
         (["run", "--forcerun", "nope"], "unknown step 'nope'"),
         (["run", "--set", "convert.typo=1"], "unknown config key 'convert.typo'"),
         (["status", "--set", "features.on_error=never"], "features.on_error: 'never' is not one of"),

@@ -94,3 +94,49 @@ def test_stage2_lr_change_invalidates_stages_2_and_3_only(project):
     assert states["stage2"] == "will-run" and states["stage3"] == "will-run"
     stage2 = next(j for j in json.loads(proc.stdout)["steps"] if j["step"] == "stage2")
     assert any(r["detail"].startswith("train.stage2.lr: 0.002 -> 0.0005") for r in stage2["reasons"])
+
+
+def test_eval_step_scores_the_demo_benchmarks_next_to_baselines(project):
+    proc = ground(project, "run", "--set", "eval.limit=2")  # the tiny test split has 2 media per modality
+    for bench in ("demo_rec", "demo_tg", "demo_sl"):
+        summary = json.loads((project / f"results/eval/{bench}/scores.json").read_text())
+        scores = summary["scores"]["test"]
+        assert scores["total"] == 2 and scores["parsed"] + scores["unparsable"] == 2
+        assert f"baseline/{summary['headline']}" in scores and len(summary["checkpoint_sha256"]) == 64
+        answers = (project / f"results/eval/{bench}/predictions.jsonl").read_text().splitlines()
+        assert len(answers) == 2 and all("answer" in json.loads(a) for a in answers)
+    con = duckdb.connect(str(project / "results/ground.duckdb"), read_only=True)
+    rows = con.execute(
+        "select benchmark, name, checkpoint_sha256, data_sha256 from metrics where benchmark like 'demo_%'"
+    ).fetchall()
+    con.close()
+    names = {(b, n) for b, n, _, _ in rows}
+    assert {("demo_tg", "R1@0.5"), ("demo_tg", "baseline/R1@0.5"), ("demo_rec", "Acc@0.5"),
+            ("demo_sl", "cIoU@0.5")} <= names  # fmt: skip
+    assert all(c and d for _, _, c, d in rows)
+    shown = ground(project, "metrics").stdout
+    assert "demo_rec" in shown and "baseline/Acc@0.5" in shown, proc.stderr
+
+
+def test_decoding_is_batch_invariant_and_resumes_from_its_partial_file(project, monkeypatch, tmp_path):
+    """Left-padded batched greedy decoding with a KV cache gives each question the same answer
+    as decoding it alone; answers already in the partial file are not decoded again."""
+    from ground.eval.infer import answer_batch, load_model, predict
+    from ground.train.data import FeatureLookup, load_records
+
+    monkeypatch.chdir(project)
+    checkpoint = Path("results/train/stage3/model")
+    records = load_records([Path("results/convert/demo_image/test.jsonl"), Path("results/convert/demo_video/test.jsonl")])
+    lookup = FeatureLookup({m: Path(f"results/features/{m}.index.jsonl") for m in ("image", "video", "audio")},
+                           Path("cache/features"))  # fmt: skip
+    model, tokenizer = load_model(checkpoint, "cpu", "auto")
+    batch = records[:5]
+    together = answer_batch(model, tokenizer, batch, lookup, 12)
+    alone = [answer_batch(model, tokenizer, [r], lookup, 12)[0] for r in batch]
+    assert together == alone
+    partial = tmp_path / "partial.jsonl"
+    partial.write_text(json.dumps({"id": batch[0]["id"], "answer": "KEPT"}) + "\n")
+    answers = predict(checkpoint, batch, lookup, partial, batch_size=2, max_new_tokens=12)
+    assert answers[batch[0]["id"]] == "KEPT"
+    assert [answers[r["id"]] for r in batch[1:]] == alone[1:]
+    assert len(partial.read_text().splitlines()) == 5

@@ -123,3 +123,23 @@ def test_creation_leaves_the_global_random_stream_alone(tmp_path) -> None:
     torch.manual_seed(123)
     create_tiny_encoders(tmp_path, seed=5)
     torch.testing.assert_close(torch.rand(3), expected)
+
+
+def test_tiny_vision_encoders_get_readable_grid_positions(tmp_path):
+    """The random tiny ViTs' positions are smooth 2-D codes of the patches' scale, so where a
+    patch is stays readable in its features (a pretrained ViT's property the demo relies on)."""
+    from transformers import Blip2VisionModelWithProjection, CLIPVisionModel
+
+    from ground.features.encoders import create_tiny_encoders, grid_positions
+
+    codes = grid_positions(8, 64)
+    assert codes.shape == (65, 64) and codes[0].abs().sum() == 0
+    assert len({tuple(row.tolist()) for row in codes[1:]}) == 64  # every patch distinct
+    # neighbours are closer than far patches: the code is smooth in both directions
+    near, far = (codes[1] - codes[2]).norm(), (codes[1] - codes[8]).norm()
+    assert near < far and (codes[1] - codes[9]).norm() < (codes[1] - codes[57]).norm()
+    paths = create_tiny_encoders(tmp_path, seed=0)
+    clip = CLIPVisionModel.from_pretrained(paths["image"])
+    assert torch.equal(clip.embeddings.position_embedding.weight.detach(), grid_positions(8, 64))
+    blip = Blip2VisionModelWithProjection.from_pretrained(paths["video"])
+    assert torch.equal(blip.vision_model.embeddings.position_embedding.detach()[0], grid_positions(4, 64))

@@ -39,8 +39,8 @@ def test_fresh_project_plans_every_job_with_missing_outputs(project):
         assert job["state"] == "will-run"
         assert job["reasons"][0]["kind"] == "missing-output"
     assert counts == {"download": 1, "convert": 9, "generate": 1, "features": 3,
-                      "stage1": 1, "stage2": 1, "stage3": 1}  # fmt: skip
-    order = ["download", "convert", "generate", "features", "stage1", "stage2", "stage3"]
+                      "stage1": 1, "stage2": 1, "stage3": 1, "eval": 3}  # fmt: skip
+    order = ["download", "convert", "generate", "features", "stage1", "stage2", "stage3", "eval"]
     assert [j["step"] for j in jobs] == sorted((j["step"] for j in jobs), key=order.index)
 
 
@@ -54,11 +54,17 @@ def test_until_convert_stops_before_generation(project):
 
 
 def test_convert_datasets_limit_the_plan(project):
-    only_video = ["--set", "convert.datasets=[demo_video]", "--set", "generate.sources=[demo_video]"]
+    only_video = ["--set", "convert.datasets=[demo_video]", "--set", "generate.sources=[demo_video]",
+                  "--set", "eval.benchmarks=[demo_tg]"]  # fmt: skip
     proc = ground(project, "status", "--json", *only_video)
     jobs = json.loads(proc.stdout)["steps"]
     converted = {j["wildcards"]["dataset"] for j in jobs if j["step"] == "convert"}
     assert converted == {"demo_video"}
+    # a benchmark brings in the data it scores, even when training does not use that dataset
+    proc = ground(project, "status", "--json", *only_video[:4], "--set", "eval.benchmarks=[demo_rec]")
+    jobs = json.loads(proc.stdout)["steps"]
+    converted = {(j["wildcards"]["dataset"], j["wildcards"]["split"]) for j in jobs if j["step"] == "convert"}
+    assert ("demo_image", "test") in converted and ("demo_image", "train") not in converted
 
 
 def test_snakemake_lint_is_clean():
@@ -87,7 +93,12 @@ def test_7b_recipe_plans_the_complete_dag(project):
     assert proc.returncode == 0, proc.stderr
     planned = [line.split()[2].rstrip(":") for line in proc.stderr.splitlines() if line.startswith("would run")]
     rules = [p.split("[")[0] for p in planned]
-    assert rules.count("convert_dataset") == 12
+    # 12 training sources, plus the evaluation splits: Charades-STA test, RefCOCO/+ val/testA/testB,
+    # RefCOCOg val/test, VGGSS test (its train split is one of the 12)
+    assert rules.count("convert_dataset") == 12 + 1 + 3 + 3 + 2 + 1
+    assert {p for p in planned if p.startswith("evaluate_benchmark")} == {
+        f"evaluate_benchmark[benchmark={b}]" for b in ("charades", "refcoco", "refcoco+", "refcocog", "vggss")
+    }
     assert {p for p in planned if p.startswith("train_stage")} == {
         f"train_stage[stage={n}]" for n in (1, 2, 3)
     }

@@ -344,9 +344,17 @@ def convert_dataset(
 ) -> dict[str, Any]:
     """Convert `root/raw/dataset/split.jsonl`; media paths are written as `prefix/relative`.
 
+    Evaluation sets (`EVALSETS`) are read from their published files in `root/raw/dataset/`.
+
     `media_root_prefix` defaults to `root` (the media must exist under `root` either way); give
     another prefix when the records will be read where the media live elsewhere.
     """
+    # Imported here: evalsets builds on this module's Context and RejectRecord.
+    from ground.data.evalsets import EVALSETS, convert_evalset
+
+    if dataset in EVALSETS:
+        return convert_evalset(dataset, Path(root) / "raw" / dataset, split, out, manifest,
+                               seed=seed, max_reject_fraction=max_reject_fraction)  # fmt: skip
     converter = converter_for(dataset)
     root = Path(root)
     raw_path = root / "raw" / dataset / f"{split}.jsonl"

@@ -21,6 +21,7 @@ The 7B recipe and the tiny demo use the same classes; only the checkpoints diffe
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,7 @@ _CHUNK = 1 << 20
 # depend on the input (the learned query / CLS path dominates: across-input std ~1% of the
 # feature std for the Q-Former), which would leave the demo adapters nothing to learn from.
 TINY_INIT_STD = 0.1
+POSITION_SCALE = 0.7  # sin/cos codes of std ~0.5, the scale of the tiny ViTs' patch embeddings
 
 
 def _encode_image(model: CLIPVisionModel, pixels: torch.Tensor) -> torch.Tensor:
@@ -170,7 +172,42 @@ def _random_blip2(config: Blip2Config) -> Blip2VisionModelWithProjection:
     # all queries identical; LAVIS draws them from N(0, 0.02) before pre-training
     with torch.no_grad():
         model.query_tokens.normal_(std=0.02)
+    _with_grid_positions(model.vision_model.embeddings.position_embedding)
     return model
+
+
+def _random_clip(config: CLIPVisionConfig) -> CLIPVisionModel:
+    model = CLIPVisionModel(config)
+    _with_grid_positions(model.embeddings.position_embedding.weight)
+    return model
+
+
+def grid_positions(rows: int, width: int, scale: float = POSITION_SCALE) -> torch.Tensor:
+    """[1 + rows * rows, width] position codes: a zero row (CLS), then per patch (row-major)
+    cosines and sines of its row and column at frequencies of 1/2 .. width/8 cycles per grid."""
+    quarter = width // 4
+    omega = math.pi / rows * torch.arange(1, quarter + 1, dtype=torch.float32)
+    index = torch.arange(rows, dtype=torch.float32)
+    axis = torch.cat([torch.cos(index[:, None] * omega), torch.sin(index[:, None] * omega)], dim=1)
+    y = axis[:, None, :].expand(rows, rows, -1)
+    x = axis[None, :, :].expand(rows, rows, -1)
+    codes = torch.cat([y, x], dim=-1).reshape(rows * rows, -1)
+    codes = torch.nn.functional.pad(codes, (0, width - codes.shape[1]))
+    return scale * torch.cat([torch.zeros(1, width), codes])
+
+
+def _with_grid_positions(embedding: torch.Tensor) -> None:
+    """Overwrite a vision embedding's position table ([P + 1, D], or [1, P + 1, D]) in place.
+
+    A random tiny encoder's learned positions are N(0, 0.02) next to patch embeddings of std
+    ~0.45: where a patch is would be all but invisible in its features, unlike in a pretrained
+    ViT, and the demo could not learn to ground. Smooth 2-D codes of about the patches' scale
+    keep "where" readable, as pretraining does.
+    """
+    table = embedding.view(-1, embedding.shape[-1])
+    rows = math.isqrt(table.shape[0] - 1)
+    with torch.no_grad():
+        table.copy_(grid_positions(rows, table.shape[1]))
 
 
 def create_tiny_encoders(
@@ -222,7 +259,7 @@ def create_tiny_encoders(
         initializer_range=TINY_INIT_STD,
     )
     return {
-        "image": _save_seeded(lambda: CLIPVisionModel(clip), seed, out / "image_encoder"),
+        "image": _save_seeded(lambda: _random_clip(clip), seed, out / "image_encoder"),
         "video": _save_seeded(lambda: _random_blip2(blip2), seed + 1, out / "frame_encoder"),
         "audio": _save_seeded(lambda: ImageBindAudioModel(audio), seed + 2, out / "audio_encoder"),
     }

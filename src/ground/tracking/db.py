@@ -234,13 +234,14 @@ def _insert_record(
     if artifacts:
         con.executemany("INSERT INTO artifacts VALUES (?, ?, ?, ?, ?)", artifacts)
     metrics = [
-        [run, job_id, m["name"], float(m["value"]), m.get("benchmark"), m.get("split"), m.get("step")]
+        [run, job_id, m["name"], float(m["value"]), m.get("benchmark"), m.get("split"), m.get("step"),
+         m.get("checkpoint"), m.get("data")]  # fmt: skip
         for m in record.get("metrics", [])
     ]
     if metrics:
         con.executemany(
-            "INSERT INTO metrics (run_id, job_id, name, value, benchmark, split, step)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO metrics (run_id, job_id, name, value, benchmark, split, step,"
+            " checkpoint_sha256, data_sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             metrics,
         )
     return 1
@@ -388,7 +389,8 @@ def list_metrics(db: Path, run_id: str | None = None) -> list[dict]:
         return _dicts(
             con.execute(
                 "SELECT m.run_id, m.job_id, j.rule, j.step, j.wildcards, m.benchmark, m.split,"
-                " m.name, m.value, m.step AS at_step, j.finished FROM metrics m"
+                " m.name, m.value, m.step AS at_step, m.checkpoint_sha256, m.data_sha256, j.finished"
+                " FROM metrics m"
                 " LEFT JOIN jobs j ON j.id = m.job_id WHERE ? IS NULL OR m.run_id = ?"
                 " ORDER BY j.finished NULLS LAST, m.benchmark, m.split, m.name, m.step",
                 [run_id, run_id],

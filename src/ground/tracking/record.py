@@ -58,9 +58,12 @@ class JobRecorder:
         benchmark: str | None = None,
         split: str | None = None,
         step: int | None = None,
+        checkpoint: str | None = None,
+        data: str | None = None,
     ) -> None:
         """Record one scalar, e.g. `metric("acc@0.5", 0.61, benchmark="refcoco")`; `step` orders
-        the points of a curve (`metric("train_loss", 2.1, benchmark="stage2", step=40)`)."""
+        the points of a curve (`metric("train_loss", 2.1, benchmark="stage2", step=40)`);
+        `checkpoint` and `data` are the sha256 of the model and data a score was measured on."""
         if not isinstance(name, str) or not name:
             raise ValueError(f"metric name must be a non-empty string, got {name!r}")
         try:
@@ -68,7 +71,9 @@ class JobRecorder:
         except (TypeError, ValueError) as exc:
             raise TypeError(f"metric {name!r}: value {value!r} is not a number") from exc
         entry = {"name": name, "value": number, "benchmark": benchmark, "split": split}
-        self.metrics.append(entry | ({"step": int(step)} if step is not None else {}))
+        extra = {"step": int(step)} if step is not None else {}
+        extra |= {k: v for k, v in (("checkpoint", checkpoint), ("data", data)) if v is not None}
+        self.metrics.append(entry | extra)
 
     def note(self, key: str, value: Any) -> None:
         """Record a small extra fact (counts, a summary dict); made JSON-safe on write."""

@@ -35,6 +35,9 @@ DDL = [
         split VARCHAR, step BIGINT)""",
     # `step` orders the points of a curve (training loss); stores made before it get it added.
     "ALTER TABLE metrics ADD COLUMN IF NOT EXISTS step BIGINT",
+    # sha256 of the checkpoint (or predictions file) and of the data an evaluation score is of.
+    "ALTER TABLE metrics ADD COLUMN IF NOT EXISTS checkpoint_sha256 VARCHAR",
+    "ALTER TABLE metrics ADD COLUMN IF NOT EXISTS data_sha256 VARCHAR",
 ]
 
 

@@ -1,0 +1,25 @@
+# Answer one benchmark's questions with the stage-3 model and score them (with trivial baselines).
+rule evaluate_benchmark:
+    input:
+        model="results/train/stage3/model",
+        data=get_eval_data,
+        image="results/features/image.index.jsonl",
+        video="results/features/video.index.jsonl",
+        audio="results/features/audio.index.jsonl",
+    output:
+        scores="results/eval/{benchmark}/scores.json",
+        predictions="results/eval/{benchmark}/predictions.jsonl",
+        record="results/eval/{benchmark}/eval.job.json",
+    log:
+        "logs/eval/{benchmark}.log",
+    benchmark:
+        "benchmarks/eval/{benchmark}.tsv"
+    conda:
+        "../envs/train.yaml"
+    threads: 2
+    params:
+        cfg=config["eval"],
+        code=CODE["eval"],
+        store=config["features"]["store"],
+    script:
+        "scripts/evaluate_benchmark.py"
