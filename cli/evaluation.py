@@ -12,8 +12,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ground.tracking import db as tracking
-
 BENCH_HELP = "Benchmark: charades, refcoco, refcoco+, refcocog, vggss, demo_rec, demo_tg, demo_sl."
 
 
@@ -84,6 +82,7 @@ def _direct(
     from ground_cli.main import database, fail, project_root
 
     from ground.eval.run import evaluate, index_features, record_evaluation
+    from ground.tracking import db as tracking
 
     root = project_root()
     missing = [str(p) for p in [*files, *([predictions] if predictions else [])] if not Path(p).is_file()]
@@ -114,14 +113,16 @@ def _direct(
 
 def show_scores(bench: str, scores: dict[str, dict[str, Any]]) -> None:
     """One table: a row per metric, a column per split, the baseline beside each score."""
+    from ground.eval.benchmarks import COUNTS
+
     table = Table("split", "metric", "score", "baseline", title=bench)
     for split, values in scores.items():
         for name, value in values.items():
-            if name.startswith("baseline/") or name in ("total", "parsed", "unparsable", "missing"):
+            if name.startswith("baseline/") or name in COUNTS:
                 continue
             base = values.get(f"baseline/{name}")
             table.add_row(split, name, f"{value:.2f}", "" if base is None else f"{base:.2f}")
-        counts = ", ".join(f"{k} {values[k]}" for k in ("total", "parsed", "unparsable", "missing"))
+        counts = ", ".join(f"{k} {values[k]}" for k in COUNTS)
         table.add_row(split, "[dim]answers", f"[dim]{counts}", "")
     Console().print(table)
 
@@ -143,19 +144,3 @@ def report_command(
     except ValueError as err:
         raise fail(str(err)) from None
     print(page)
-
-
-def compare_metrics(db: Path, run_a: str, run_b: str) -> list[dict[str, Any]]:
-    """Scores of two runs side by side (curves left out), with B - A."""
-    rows: dict[tuple, dict[str, Any]] = {}
-    for column, run in (("a", run_a), ("b", run_b)):
-        found = [m for m in tracking.list_metrics(db, run_id=run) if m.get("at_step") is None]
-        if not found:
-            raise ValueError(f"run {run!r} has no metrics (see `ground runs`)")
-        for m in found:
-            key = (m["benchmark"] or "", m["split"] or "", m["name"])
-            rows.setdefault(key, {"benchmark": key[0], "split": key[1], "name": key[2]})[column] = m["value"]
-    for row in rows.values():
-        if row.get("a") is not None and row.get("b") is not None:
-            row["b - a"] = row["b"] - row["a"]
-    return [rows[k] for k in sorted(rows)]

@@ -156,7 +156,7 @@ def metrics(
 
     db = database(recipe(config, []))
     if compare is not None:
-        from ground_cli.evaluation import compare_metrics
+        from ground.tracking.db import compare_metrics
 
         try:
             rows = compare_metrics(db, *compare)

@@ -322,8 +322,10 @@ def check_rejections(raw_path: Path, records_in: int, rejected: list[dict], limi
     if records_in == 0:
         raise ValueError(f"{raw_path}: no raw records")
     if len(rejected) / records_in > limit:
+        # Evaluation-set converters put the file and line or id into the reason itself.
         first = "; ".join(
-            f"line {r['line']} (id {r['id']}): {r['reason']}" for r in rejected[:REASONS_IN_ERROR]
+            f"line {r['line']} (id {r['id']}): {r['reason']}" if {"line", "id"} <= r.keys() else r["reason"]
+            for r in rejected[:REASONS_IN_ERROR]
         )
         raise ValueError(
             f"{raw_path}: {len(rejected)} of {records_in} raw records rejected, more than "

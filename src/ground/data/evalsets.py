@@ -24,7 +24,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from ground.data.convert import Context, RejectRecord
+from ground.data.convert import Context, RejectRecord, check_rejections
 from ground.data.formats import box_to_square, format_box, format_span
 from ground.data.jsonl import write_outputs
 from ground.data.safe_pickle import load_plain_pickle
@@ -365,24 +365,18 @@ def convert_evalset(
 ) -> dict[str, Any]:  # fmt: skip
     """Convert one split from its published files in `raw_dir`; write records and a manifest
     (counts, every rejection with its line or id, every clipped ground truth)."""
-    missing = [n for n in published_files(dataset, split) if not (Path(raw_dir) / n).is_file()]
+    files = [Path(raw_dir) / name for name in published_files(dataset, split)]
+    missing = [f.name for f in files if not f.is_file()]
     if missing:
         raise FileNotFoundError(f"{raw_dir}: {dataset}/{split} needs the published file(s) {missing}")
     records, rejected = convert_raw_dir(dataset, raw_dir, split, seed)
-    total = len(records) + len(rejected)
+    check_rejections(files[0], len(records) + len(rejected), rejected, max_reject_fraction)
     if not records:
-        first = rejected[0]["reason"] if rejected else "no records in the split"
-        raise ValueError(f"{dataset}/{split} in {raw_dir}: nothing converted ({first})")
-    if len(rejected) / total > max_reject_fraction:
-        first = "; ".join(r["reason"] for r in rejected[:5])
-        raise ValueError(
-            f"{dataset}/{split} in {raw_dir}: {len(rejected)} of {total} raw records rejected, more "
-            f"than max_reject_fraction={max_reject_fraction}; first: {first}"
-        )
+        raise ValueError(f"{dataset}/{split} in {raw_dir}: nothing converted ({rejected[0]['reason']})")
     summary = {
         "dataset": dataset,
         "split": split,
-        "raw": [str(Path(raw_dir) / name) for name in published_files(dataset, split)],
+        "raw": [str(f) for f in files],
         "records_out": len(records),
         "by_task": dict(Counter(r["task"] for r in records)),
         "rejected": rejected,

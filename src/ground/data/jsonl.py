@@ -1,6 +1,7 @@
-"""Atomic writes of a step's outputs: JSONL records and a JSON manifest.
+"""Atomic writes of a step's outputs (JSONL records and a JSON manifest), and JSONL reading.
 
     write_outputs(out, records, manifest, summary)   # what convert and generate end with
+    for number, value in read_jsonl(path): ...       # blank lines skipped, bad ones named
 
 Every file goes through a temporary sibling and a rename, so a killed job never leaves half a
 file for Snakemake (or a rerun) to mistake for a finished output.
@@ -10,8 +11,22 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+
+def read_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
+    """(line number, value) of every non-blank line; ValueError `path:line: not JSON (...)`."""
+    with open(path, encoding="utf-8") as lines:
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}:{number}: not JSON ({err})") from None
+            yield number, value
 
 
 def write_text_atomic(path: Path, text: str) -> None:

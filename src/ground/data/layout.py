@@ -20,7 +20,7 @@ def raw_files(
         files = [raw_input(root, d, s) for d in cfg["datasets"] for s in splits]
         files = [f for group in files for f in group]
     extra = [f for d, s in evaluated if d not in DEMO_DATASETS for f in raw_input(root, d, s)]
-    return sorted(set(files + extra), key=(files + extra).index)
+    return list(dict.fromkeys(files + extra))
 
 
 def raw_input(root: str, dataset: str, split: str) -> list[str]:

@@ -39,6 +39,7 @@ from ground.eval.metrics import (
 from ground.eval.parse import first_box, first_span, to_original
 
 KINDS = ("span", "box", "ciou")
+COUNTS = ("total", "parsed", "unparsable", "missing")  # per split, next to the scores
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,7 @@ def truth(bench: Benchmark, record: dict[str, Any]) -> Any:
     if bench.kind == "span":
         return tuple(_meta(record, "segment_s")[0])
     if bench.kind == "box":
-        _meta(record, "width", "height")
+        _meta(record, "width", "height")  # needed to map answers back: checked up front
         return _pixel_box(record)
     meta = record.get("meta") or {}
     if "boxes" in meta:
@@ -145,9 +146,9 @@ def prediction(bench: Benchmark, record: dict[str, Any], answer: str | None) -> 
     box = first_box(answer)
     if box is None:
         return None
-    size = _frame_size(record)
     if bench.kind == "box":
         return to_original(box, *_meta(record, "width", "height"))
+    size = _frame_size(record)
     if size is None:
         return box
     x1, y1, x2, y2 = to_original(box, *size)
@@ -196,8 +197,6 @@ def score_answers(
         results[split] = scores
     return results
 
-
-COUNTS = ("total", "parsed", "unparsable", "missing")
 
 
 def flatten(results: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:

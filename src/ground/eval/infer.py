@@ -137,14 +137,15 @@ def predict(
     if len(set(ids)) != len(ids):
         raise ValueError("evaluation records have duplicate ids")
     partial.parent.mkdir(parents=True, exist_ok=True)
-    answers = {k: v for k, v in read_partial(partial).items() if k in set(ids)}
+    wanted = set(ids)
+    answers = {k: v for k, v in read_partial(partial).items() if k in wanted}
     todo = [r for r in records if str(r["id"]) not in answers]
     if not todo:
         return {i: answers[i] for i in ids}
     model, tokenizer = load_model(Path(checkpoint), device, precision)
-    n_tokens = model.tokens_per_media()
-    # Similar prompt lengths in one batch keep left padding (wasted compute) small.
-    todo.sort(key=lambda r: len(prompt_ids(r, tokenizer, n_tokens)))
+    # Similar prompt lengths in one batch keep left padding (wasted compute) small; the template
+    # and media spans are the same for every question of a benchmark, so the question decides.
+    todo.sort(key=lambda r: len(question(r)))
     with open(partial, "a", encoding="utf-8") as out, tqdm(
         total=len(records), initial=len(records) - len(todo), desc="answers", unit="q"
     ) as bar:

@@ -20,12 +20,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ground.eval.benchmarks import BENCHMARKS, PAPER, prediction, truth
+from ground.eval.benchmarks import BENCHMARKS, COUNTS, PAPER, prediction, truth
+from ground.eval.run import read_predictions
 from ground.tracking import db as tracking
 from ground.train.data import load_records
 
 EXAMPLES = 4
-COUNT_NAMES = ("total", "parsed", "unparsable", "missing")
 
 
 def write_report(db: Path, root: Path, out_dir: Path, run_id: str | None = None) -> Path:
@@ -65,7 +65,7 @@ def _scores_section(metrics: list[dict[str, Any]]) -> str:
     values = {(m["benchmark"], m["split"], m["name"]): m["value"] for m in metrics if m["at_step"] is None}
     rows = []
     for (bench, split, name), value in sorted(values.items(), key=lambda kv: tuple(map(str, kv[0]))):
-        if bench not in BENCHMARKS or name.startswith("baseline/") or name in COUNT_NAMES:
+        if bench not in BENCHMARKS or name.startswith("baseline/") or name in COUNTS:
             continue
         base = values.get((bench, split, f"baseline/{name}"))
         paper = PAPER.get((bench, split), {}).get(name)
@@ -133,12 +133,8 @@ def _examples_section(db: Path, run_id: str, metrics: list[dict[str, Any]], root
 
 def _examples(bench: Any, scores_file: Path, root: Path) -> str:
     summary = json.loads(scores_file.read_text())
-    answers = {}
     predictions = scores_file.parent / "predictions.jsonl"
-    if predictions.is_file():
-        for line in predictions.read_text().splitlines():
-            entry = json.loads(line)
-            answers[str(entry["id"])] = entry["answer"]
+    answers = read_predictions(predictions) if predictions.is_file() else {}
     records = [r for r in load_records([root / p for p in summary["data"]]) if r["task"] == bench.task]
     shown = [r for r in records if str(r["id"]) in answers][:EXAMPLES]
     cells = []

@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ground.data.jsonl import write_jsonl_atomic, write_text_atomic
+from ground.data.jsonl import read_jsonl, write_jsonl_atomic, write_text_atomic
 from ground.eval.benchmarks import Benchmark, benchmark, flatten, score_answers, select
 from ground.eval.infer import pick_device, predict
 from ground.tracking.record import artifact_entries, sha256_file, write_job_record
@@ -35,14 +35,25 @@ from ground.train.data import FeatureLookup, load_records
 DECODING = ("batch_size", "max_new_tokens", "precision", "limit")
 
 
-def checkpoint_sha256(checkpoint: Path) -> str:
-    """One hash over every file of a checkpoint folder (relative names and contents)."""
-    digest = hashlib.sha256()
+def checkpoint_sha256(checkpoint: Path, memo_dir: Path | None = None) -> str:
+    """One hash over every file of a checkpoint folder (relative names and contents).
+
+    With `memo_dir`, the result is kept under the files' names, sizes and mtimes: every benchmark
+    of a run scores the same checkpoint (13 GB for the 7B), which is then read once, not per job.
+    """
     files = sorted(p for p in Path(checkpoint).rglob("*") if p.is_file())
     if not files:
         raise FileNotFoundError(f"{checkpoint}: not a checkpoint folder (no files)")
-    for path in files:
-        digest.update(f"{path.relative_to(checkpoint).as_posix()}\0{sha256_file(path)}\n".encode())
+    names = [p.relative_to(checkpoint).as_posix() for p in files]
+    stamp = json.dumps([[n, p.stat().st_size, p.stat().st_mtime_ns] for n, p in zip(names, files)])
+    memo = Path(memo_dir) / f"{hashlib.sha256(stamp.encode()).hexdigest()[:32]}.sha256" if memo_dir else None
+    if memo is not None and memo.is_file():
+        return memo.read_text().strip()
+    digest = hashlib.sha256()
+    for name, path in zip(names, files):
+        digest.update(f"{name}\0{sha256_file(path)}\n".encode())
+    if memo is not None:
+        write_text_atomic(memo, digest.hexdigest() + "\n")
     return digest.hexdigest()
 
 
@@ -56,14 +67,7 @@ def data_sha256(paths: list[Path]) -> str:
 def read_predictions(path: Path) -> dict[str, str]:
     """`{"id", "answer"}` JSONL -> answers by id; ValueError naming the line of a bad entry."""
     answers: dict[str, str] = {}
-    lines = Path(path).read_text(encoding="utf-8").splitlines()
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}:{number}: not JSON ({err})") from None
+    for number, entry in read_jsonl(path):
         if not isinstance(entry, dict) or "id" not in entry or not isinstance(entry.get("answer"), str):
             raise ValueError(f'{path}:{number}: expected {{"id": ..., "answer": "..."}}')
         key = str(entry["id"])
@@ -108,7 +112,7 @@ def evaluate(
     else:
         if checkpoint is None or features is None or store is None:
             raise ValueError("give either predictions, or a checkpoint with features and a store")
-        ckpt_hash = checkpoint_sha256(checkpoint)
+        ckpt_hash = checkpoint_sha256(checkpoint, cache / "checkpoints")
         settings = json.dumps([ckpt_hash, data_hash, {k: cfg.get(k) for k in DECODING}])
         partial = cache / f"{bench.name}-{hashlib.sha256(settings.encode()).hexdigest()[:12]}.partial.jsonl"
         lookup = FeatureLookup(features, store)

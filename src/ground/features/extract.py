@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from ground.data.jsonl import read_jsonl
 from ground.features.audio import preprocess_audio
 from ground.features.encoders import Encoder, load_encoder
 from ground.features.image import load_image_padded, to_pixel_values
@@ -42,13 +43,9 @@ def referenced_media(records: list[Path], modality: str) -> list[Path]:
     field = RECORD_FIELD[modality]
     found: set[str] = set()
     for path in records:
-        for number, line in enumerate(path.read_text().splitlines(), 1):
-            try:
-                media = json.loads(line).get(field)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}:{number}: not a JSON record ({err})") from err
-            if media:
-                found.add(media)
+        for _, record in read_jsonl(path):
+            if record.get(field):
+                found.add(record[field])
     return [Path(m) for m in sorted(found)]
 
 

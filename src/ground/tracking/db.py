@@ -397,3 +397,19 @@ def list_metrics(db: Path, run_id: str | None = None) -> list[dict]:
             ),
             json_cols=("wildcards",),
         )
+
+
+def compare_metrics(db: Path, run_a: str, run_b: str) -> list[dict[str, Any]]:
+    """Scores of two runs side by side (curves left out), with B - A."""
+    rows: dict[tuple, dict[str, Any]] = {}
+    for column, run in (("a", run_a), ("b", run_b)):
+        found = [m for m in list_metrics(db, run_id=run) if m.get("at_step") is None]
+        if not found:
+            raise ValueError(f"run {run!r} has no metrics (see `ground runs`)")
+        for m in found:
+            key = (m["benchmark"] or "", m["split"] or "", m["name"])
+            rows.setdefault(key, {"benchmark": key[0], "split": key[1], "name": key[2]})[column] = m["value"]
+    for row in rows.values():
+        if row.get("a") is not None and row.get("b") is not None:
+            row["b - a"] = row["b"] - row["a"]
+    return [rows[k] for k in sorted(rows)]

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ground.data.jsonl import read_jsonl
 from ground.features.store import FeatureStore
 from ground.train.template import MEDIA_TAGS, MEDIA_TOKENS, RECORD_FIELD, prompt_pieces
 
@@ -71,22 +72,11 @@ def load_records(paths: list[Path], tasks: set[str] | None = None) -> list[dict[
     """Conversation records of JSONL files, in file order, keeping `tasks` only (None: all)."""
     records = []
     for path in paths:
-        with open(path) as lines:
-            for number, line in enumerate(lines, 1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise ValueError(f"{path}:{number}: not a JSON record ({err})") from err
-                if not isinstance(record, dict) or not {"id", "task", "conversations"} <= set(
-                    record
-                ):
-                    raise ValueError(
-                        f"{path}:{number}: expected an object with id, task, conversations"
-                    )
-                if tasks is None or record["task"] in tasks:
-                    records.append(record)
+        for number, record in read_jsonl(path):
+            if not isinstance(record, dict) or not {"id", "task", "conversations"} <= set(record):
+                raise ValueError(f"{path}:{number}: expected an object with id, task, conversations")
+            if tasks is None or record["task"] in tasks:
+                records.append(record)
     return records
 
 
