@@ -57,8 +57,28 @@ class Download:
     root: str = "resources/demo"
     seed: int = 0
     datasets: list[str] = field(default_factory=list)  # hub: the datasets to fetch
+    pretrained: list[str] = field(default_factory=list)  # hub: base models (ground.data.catalog)
+    revisions: dict[str, str] = field(default_factory=dict)  # hub repo -> pinned revision
+    mirror: str = ""  # a local folder laid out like the hub, used instead of the hub
+    workers: int = 8  # files downloaded in parallel
     demo: DemoCorpus = field(default_factory=DemoCorpus)
     models: TinyModels = field(default_factory=TinyModels)
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise ConfigError(f"download.workers must be >= 1, got {self.workers}")
+        if self.source != "hub":
+            return
+        from ground.data.catalog import DATASETS, MODELS, hub_repos
+
+        for where, names, known in (("datasets", self.datasets, DATASETS),
+                                    ("pretrained", self.pretrained, MODELS)):  # fmt: skip
+            unknown = sorted(set(names) - set(known))
+            if unknown:
+                raise ConfigError(f"download.{where}: unknown {unknown}; known: {sorted(known)}")
+        unpinned = [r for r in hub_repos(self.datasets, self.pretrained) if r not in self.revisions]
+        if unpinned:
+            raise ConfigError(f"download.revisions: no pinned revision for hub repo(s) {unpinned}")
 
 
 @dataclass
@@ -67,6 +87,7 @@ class Convert:
     datasets: list[str] = field(default_factory=lambda: ["demo_image", "demo_video", "demo_audio"])
     splits: list[str] = field(default_factory=lambda: ["train", "val", "test"])
     max_reject_fraction: float = 0.05
+    authors: list[str] = field(default_factory=list)  # datasets taken from zwli/GroundingGPT's JSON
 
 
 @dataclass
@@ -174,6 +195,31 @@ class Train:
 
 
 @dataclass
+class Mixture:
+    """What each training stage learns from: selector -> weight. A selector is a converted
+    dataset (`refcoco`: all its train records), one task of it (`demo_image/rec`) or
+    `generated` (the generated dialogues); weight w takes round(w * n) of its n records (w < 1
+    samples, w > 1 replays). `train.stageN.alpha` adds that share of the previous stage's data."""
+
+    stage1: dict[str, float] = field(default_factory=lambda: {
+        "demo_image/image_caption": 1.0, "demo_video/video_caption": 1.0,
+        "demo_audio/audio_caption": 1.0})  # fmt: skip
+    stage2: dict[str, float] = field(default_factory=lambda: {
+        "demo_image/rec": 1.0, "demo_image/reg": 1.0, "demo_video/temporal_grounding": 1.0,
+        "demo_video/dense_caption": 1.0, "demo_audio/sound_localization": 1.0})  # fmt: skip
+    stage3: dict[str, float] = field(default_factory=lambda: {"generated": 1.0})
+
+    def __post_init__(self) -> None:
+        for stage in ("stage1", "stage2", "stage3"):
+            weights = getattr(self, stage)
+            if not weights:
+                raise ConfigError(f"mixture.{stage}: no sources")
+            bad = {k: w for k, w in weights.items() if not w >= 0 or k.count("/") > 1}
+            if bad:
+                raise ConfigError(f"mixture.{stage}: bad selector or negative weight {bad}")
+
+
+@dataclass
 class Eval:
     benchmarks: list[str] = field(default_factory=list)  # scored after stage 3 (ground.eval.benchmarks)
     batch_size: int = 16  # questions decoded together
@@ -205,6 +251,7 @@ class Recipe:
     generate: Generate = field(default_factory=Generate)
     features: Features = field(default_factory=Features)
     train: Train = field(default_factory=Train)
+    mixture: Mixture = field(default_factory=Mixture)
     eval: Eval = field(default_factory=Eval)
     tracking: Tracking = field(default_factory=Tracking)
 
@@ -238,6 +285,11 @@ def apply_override(raw: dict, item: str) -> None:
 def validate(raw: dict[str, Any]) -> dict[str, Any]:
     """Check `raw` against the schema; returns it with defaults filled in."""
     recipe = _build(Recipe, raw, "")
+    converted = set(recipe.convert.datasets) | {"generated"}
+    for stage in ("stage1", "stage2", "stage3"):
+        unknown = sorted({k.split("/")[0] for k in getattr(recipe.mixture, stage)} - converted)
+        if unknown:
+            raise ConfigError(f"mixture.{stage}: {unknown} not in convert.datasets")
     return dataclasses.asdict(recipe)
 
 
