@@ -25,7 +25,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ground.config import ConfigError, load_config
-from ground.steps import step
+from ground.steps import step, until_targets
 
 app = typer.Typer(
     name="ground",
@@ -74,6 +74,13 @@ def rules_of(steps: list[str]) -> list[str]:
         raise fail(err.args[0]) from None
 
 
+def until_of(name: str | None, cfg: dict[str, Any]) -> list[str]:
+    try:
+        return until_targets(name, cfg) if name else []
+    except KeyError as err:
+        raise fail(err.args[0]) from None
+
+
 def database(cfg: dict[str, Any]) -> Path:
     return project_root() / cfg["tracking"]["database"]
 
@@ -99,7 +106,7 @@ def run(
     except ValueError as err:
         raise fail(str(err)) from None
     request = Request(
-        root=project_root(), config=cfg, until=rules_of([until] if until else []),
+        root=project_root(), config=cfg, until=until_of(until, cfg),
         forcerun=rules_of(forcerun), cores=cores, dryrun=dry_run, profile=profile, verbose=verbose,
     )  # fmt: skip
     command_line = shlex.join(["ground", *sys.argv[1:]])
@@ -121,7 +128,7 @@ def status(
     from ground_cli.running import plan_status
 
     cfg = recipe(config, set_)
-    jobs = plan_status(project_root(), cfg, until=rules_of([until] if until else []))
+    jobs = plan_status(project_root(), cfg, until=until_of(until, cfg))
     if json_:
         print(json.dumps({"steps": jobs}, indent=2))
         return

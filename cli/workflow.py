@@ -127,7 +127,9 @@ def execute(request: Request, events: Events) -> bool:
                     nodes=profile.get("jobs"),
                     default_resources=_default_resources(profile),
                 ),
-                config_settings=ConfigSettings(config=request.config),
+                # The CLI passes the whole validated recipe: it replaces config.yaml rather than being
+                # merged into it (a merge would keep keys of config.yaml's mappings, e.g. mixture).
+                config_settings=ConfigSettings(config=request.config, replace_workflow_config=True),
                 deployment_settings=_deployment(profile),
                 snakefile=request.root / "Snakefile",
                 workdir=request.root,

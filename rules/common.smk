@@ -1,6 +1,7 @@
 # Config validation, shared names and input functions (no rules here).
 from ground.config import validate
 from ground.data.layout import raw_files, raw_input
+from ground.data.mixture import stage_sources
 from ground.eval.benchmarks import benchmark
 from ground.fingerprint import code_fingerprint
 from ground.steps import STEPS, step_config
@@ -64,11 +65,14 @@ def get_eval_targets():
     )
 
 
-def get_training_records():
-    """Train-split conversations of every converted dataset, and the generated dialogues."""
-    return get_converted(config["convert"]["datasets"], ["train"]) + [
-        "results/generate/dialogues.jsonl"
-    ]
+def get_mixture_sources(wildcards):
+    """Source name -> train-split file of the sources a stage's mixture selects from."""
+    sources = stage_sources(config, int(wildcards.stage))
+    return {name: str(path) for name, path in sources.items()}
+
+
+def get_stage_alpha(wildcards):
+    return config["train"][f"stage{wildcards.stage}"]["alpha"]
 
 
 def get_stage_inputs(wildcards):
@@ -77,7 +81,8 @@ def get_stage_inputs(wildcards):
         f"results/train/stage{stage - 1}/model" if stage > 1 else f"{ROOT}/models"
     )
     features = {m: f"results/features/{m}.index.jsonl" for m in MODALITIES}
-    return {"records": get_training_records(), "init": previous} | features
+    records = f"results/mixture/stage{stage}.jsonl"
+    return {"records": records, "init": previous} | features
 
 
 def get_stage_init(wildcards):

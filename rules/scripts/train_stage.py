@@ -10,7 +10,7 @@ stage = int(smk.wildcards.stage)
 with step_job(smk) as job:
     inputs = {
         "init": smk.params.init,
-        "records": list(smk.input.records),
+        "records": [smk.input.records],
         "features": {m: smk.input[m] for m in ("image", "video", "audio")},
         "store": Path(smk.params.store),
     }

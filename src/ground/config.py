@@ -21,8 +21,6 @@ from typing import Any, Literal
 
 import yaml
 
-STEPS = ("download", "convert", "generate", "features", "stage1", "stage2", "stage3", "eval")
-
 
 class ConfigError(ValueError):
     """A recipe that does not match the schema; the message names the dotted key."""

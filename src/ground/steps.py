@@ -28,6 +28,7 @@ STEPS: tuple[Step, ...] = (
     Step("download", ("download_data",), "download", ("ground.data.download",)),
     Step("convert", ("convert_dataset",), "convert", ("ground.data.convert",)),
     Step("generate", ("generate_instructions",), "generate", ("ground.instruct.generate",)),
+    Step("mixture", ("assemble_mixture",), "mixture", ("ground.data.mixture",)),
     Step("features", ("cache_features",), "features", ("ground.features.extract",)),
     *(
         Step(f"stage{n}", ("train_stage",), "train", ("ground.train.launch",),
@@ -47,6 +48,19 @@ def step(name: str) -> Step:
 
 def names() -> str:
     return ", ".join(s.name for s in STEPS)
+
+
+def until_targets(name: str, config: dict[str, Any]) -> list[str]:
+    """What `ground run --until NAME` builds. `--until convert` ends with the stage mixtures
+    (stage 3's holds the generated dialogues, so generation runs too) and the benchmarks'
+    converted data: files, because Snakemake never starts a job downstream of an --until rule."""
+    if name != "convert":
+        return list(step(name).targets)
+    from ground.eval.benchmarks import benchmark
+
+    mixtures = [f"results/mixture/stage{n}.jsonl" for n in (1, 2, 3)]
+    evaluated = {f for b in config["eval"]["benchmarks"] for f in benchmark(b).data_files()}
+    return mixtures + sorted(evaluated)
 
 
 def step_of_rule(rule: str, wildcards: dict[str, str] | None = None) -> str | None:

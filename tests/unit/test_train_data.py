@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,6 @@ from tokenizers import (
 )
 from transformers import PreTrainedTokenizerFast
 
-from ground.data.convert import TASK_STAGE
 from ground.features.store import FeatureStore
 from ground.train.data import (
     IGNORE,
@@ -30,7 +28,7 @@ from ground.train.data import (
     encode_sample,
     load_records,
 )
-from ground.train.mixture import ResumableSampler, epoch_order, stage_mixture, stage_tasks
+from ground.train.sampler import ResumableSampler, epoch_order
 from ground.train.template import (
     MEDIA_TOKENS,
     STOP,
@@ -344,38 +342,7 @@ def test_load_records_filters_tasks_and_names_bad_lines(tmp_path: Path) -> None:
         load_records([path], tasks=None)
 
 
-# --- mixture and order --------------------------------------------------------------------
-
-
-def test_stage_tasks_follow_the_conversion_mapping() -> None:
-    assert stage_tasks(1) == {t for t, s in TASK_STAGE.items() if s == 1}
-    assert "grounded_dialogue" in stage_tasks(3) and "rec" in stage_tasks(2)
-    assert not stage_tasks(1) & stage_tasks(2) and not stage_tasks(2) & stage_tasks(3)
-    with pytest.raises(ValueError):
-        stage_tasks(4)
-
-
-@pytest.mark.parametrize("alpha, replayed", [(0.0, 0), (0.1, 10), (2.0, 200)])
-def test_stage_mixture_adds_alpha_times_the_stage(alpha: float, replayed: int) -> None:
-    current = [f"c{i}" for i in range(100)]
-    previous = [f"p{i}" for i in range(30)]
-    mixed = stage_mixture(current, previous, alpha, seed=3)
-    assert len(mixed) == 100 + replayed
-    assert sorted(m for m in mixed if m[0] == "c") == sorted(current)
-    counts = Counter(m for m in mixed if m[0] == "p")
-    assert sum(counts.values()) == replayed
-    # Without replacement while previous suffices, then as evenly as possible.
-    assert max(counts.values(), default=0) - min(counts.values(), default=0) <= 1
-    if replayed >= len(previous):
-        assert len(counts) == len(previous)
-    assert mixed == stage_mixture(current, previous, alpha, seed=3)
-    assert mixed != stage_mixture(current, previous, alpha, seed=4)
-
-
-def test_stage_mixture_needs_previous_data_when_alpha_asks_for_it() -> None:
-    assert stage_mixture(["a"], [], 0.0, seed=0) == ["a"]
-    with pytest.raises(ValueError, match="previous"):
-        stage_mixture(["a"] * 10, [], 0.5, seed=0)
+# --- order --------------------------------------------------------------------------
 
 
 def test_epoch_order_is_a_deterministic_permutation() -> None:

@@ -38,30 +38,34 @@ def test_fresh_project_plans_every_job_with_missing_outputs(project):
         counts[job["step"]] = counts.get(job["step"], 0) + 1
         assert job["state"] == "will-run"
         assert job["reasons"][0]["kind"] == "missing-output"
-    assert counts == {"download": 1, "convert": 9, "generate": 1, "features": 3,
+    assert counts == {"download": 1, "convert": 9, "generate": 1, "mixture": 3, "features": 3,
                       "stage1": 1, "stage2": 1, "stage3": 1, "eval": 3}  # fmt: skip
-    order = ["download", "convert", "generate", "features", "stage1", "stage2", "stage3", "eval"]
+    order = ["download", "convert", "generate", "mixture", "features", "stage1", "stage2", "stage3",
+             "eval"]  # fmt: skip
     assert [j["step"] for j in jobs] == sorted((j["step"] for j in jobs), key=order.index)
 
 
-def test_until_convert_stops_before_generation(project):
+def test_until_convert_ends_with_the_stage_mixtures(project):
     proc = ground(project, "run", "--until", "convert", "--dry-run")
     assert proc.returncode == 0, proc.stderr
     planned = [line for line in proc.stderr.splitlines() if line.startswith("would run")]
     rules = {line.split()[2].split("[")[0].rstrip(":") for line in planned}
-    assert rules == {"download_data", "convert_dataset"}
+    # stage 3's mixture holds the generated dialogues, so generation runs; features do not
+    assert rules == {"download_data", "convert_dataset", "generate_instructions", "assemble_mixture"}
     assert not (project / "results").exists() and not (project / "resources").exists()
 
 
 def test_convert_datasets_limit_the_plan(project):
     only_video = ["--set", "convert.datasets=[demo_video]", "--set", "generate.sources=[demo_video]",
+                  "--set", "mixture.stage1={demo_video/video_caption: 1}",
+                  "--set", "mixture.stage2={demo_video/temporal_grounding: 1}",
                   "--set", "eval.benchmarks=[demo_tg]"]  # fmt: skip
     proc = ground(project, "status", "--json", *only_video)
     jobs = json.loads(proc.stdout)["steps"]
     converted = {j["wildcards"]["dataset"] for j in jobs if j["step"] == "convert"}
     assert converted == {"demo_video"}
     # a benchmark brings in the data it scores, even when training does not use that dataset
-    proc = ground(project, "status", "--json", *only_video[:4], "--set", "eval.benchmarks=[demo_rec]")
+    proc = ground(project, "status", "--json", *only_video[:8], "--set", "eval.benchmarks=[demo_rec]")
     jobs = json.loads(proc.stdout)["steps"]
     converted = {(j["wildcards"]["dataset"], j["wildcards"]["split"]) for j in jobs if j["step"] == "convert"}
     assert ("demo_image", "test") in converted and ("demo_image", "train") not in converted
@@ -93,9 +97,10 @@ def test_7b_recipe_plans_the_complete_dag(project):
     assert proc.returncode == 0, proc.stderr
     planned = [line.split()[2].rstrip(":") for line in proc.stderr.splitlines() if line.startswith("would run")]
     rules = [p.split("[")[0] for p in planned]
-    # 12 training sources, plus the evaluation splits: Charades-STA test, RefCOCO/+ val/testA/testB,
-    # RefCOCOg val/test, VGGSS test (its train split is one of the 12)
-    assert rules.count("convert_dataset") == 12 + 1 + 3 + 3 + 2 + 1
+    # 18 training sources, plus the evaluation splits: Charades-STA test, RefCOCO/+ val/testA/testB,
+    # RefCOCOg val/test, VGGSS test (their train splits are among the 18)
+    assert rules.count("convert_dataset") == 18 + 1 + 3 + 3 + 2 + 1
+    assert rules.count("assemble_mixture") == 3
     assert {p for p in planned if p.startswith("evaluate_benchmark")} == {
         f"evaluate_benchmark[benchmark={b}]" for b in ("charades", "refcoco", "refcoco+", "refcocog", "vggss")
     }

@@ -36,7 +36,7 @@ class TrainSpec:
     init: str  # base LLM folder (stage 1) or the previous stage's checkpoint
     out: str  # final checkpoint folder
     resume_dir: str
-    records: list[str]  # conversation JSONL files (all stages' data; filtered by task)
+    records: list[str]  # the stage's mixture (JSONL, ground.data.mixture)
     feature_index: dict[str, str]  # modality -> features index JSONL
     feature_store: str
     hp: dict[str, Any]  # this stage's config section (train.stageN)
@@ -106,7 +106,7 @@ def _run(engine, dataset, tokenizer, spec, counters, rank, world, device) -> lis
     from torch.utils.data import DataLoader
 
     from ground.train.data import collate
-    from ground.train.mixture import ResumableSampler
+    from ground.train.sampler import ResumableSampler
 
     hp = spec.hp
     accum = hp["grad_accum"]

@@ -17,7 +17,6 @@ import torch
 from ground.model.config import GroundingConfig
 from ground.model.grounding import GroundingModel
 from ground.train.data import FeatureLookup, StageDataset, load_records
-from ground.train.mixture import stage_mixture, stage_tasks
 
 
 def distributed(deepspeed: Any) -> tuple[int, int, torch.device]:
@@ -70,11 +69,8 @@ def build_model(spec: Any, device: torch.device) -> tuple[GroundingModel, Any, l
 
 
 def build_data(spec: Any, model: GroundingModel, tokenizer: Any) -> StageDataset:
-    """The stage's records plus alpha x as many from the previous stage (anti-forgetting)."""
-    records = load_records([Path(p) for p in spec.records], tasks=None)
-    current = [r for r in records if r["task"] in stage_tasks(spec.stage)]
-    previous = [r for r in records if r["task"] in stage_tasks(spec.stage - 1)] if spec.stage > 1 else []
-    mixed = stage_mixture(current, previous, spec.hp["alpha"], spec.common["seed"] + spec.stage)
+    """The stage's mixture (the assemble_mixture step's records, previous-stage replay included)."""
+    mixed = load_records([Path(p) for p in spec.records])
     lookup = FeatureLookup({m: Path(p) for m, p in spec.feature_index.items()}, Path(spec.feature_store))
     return StageDataset(mixed, tokenizer, model.tokens_per_media(), spec.common["max_length"], lookup)
 

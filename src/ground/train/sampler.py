@@ -1,63 +1,19 @@
-"""Which records a stage trains on, and in which order, reproducibly and resumably.
+"""In which order a stage sees its records, reproducibly and resumably.
 
-    >>> current = [r for r in records if r["task"] in stage_tasks(2)]
-    >>> previous = [r for r in records if r["task"] in stage_tasks(1)]
-    >>> mixed = stage_mixture(current, previous, alpha=0.1, seed=7)   # + 10% of stage-1 data
-    >>> sampler = ResumableSampler(len(mixed), batch_size=16, seed=7, world_size=8, rank=3,
+    >>> sampler = ResumableSampler(len(records), batch_size=16, seed=7, world_size=8, rank=3,
     ...                            start_batch=120)                  # continue after 120 batches
     >>> DataLoader(dataset, batch_size=16, sampler=sampler, collate_fn=...)
 
-The anti-forgetting mix is GroundingGPT's: each later stage also replays the previous stage's
-data at sampling rate alpha (the paper's ablation shows forgetting without it).
+Which records a stage has is the assemble_mixture step's business (`ground.data.mixture`).
 """
 
 from __future__ import annotations
 
 import math
-import random
 from collections.abc import Iterator
-from typing import Any
 
 import numpy as np
 from torch.utils.data import Sampler
-
-from ground.data.convert import TASK_STAGE
-
-STAGES = (1, 2, 3)
-
-
-def stage_tasks(stage: int) -> set[str]:
-    """The tasks whose records a stage trains on (from `ground.data.convert.TASK_STAGE`)."""
-    if stage not in STAGES:
-        raise ValueError(f"stage must be one of {STAGES}, got {stage}")
-    tasks = {task for task, s in TASK_STAGE.items() if s == stage}
-    if stage == 3:
-        tasks.add("grounded_dialogue")  # generated dialogues are stage-3 data by definition
-    return tasks
-
-
-def stage_mixture(current: list[Any], previous: list[Any], alpha: float, seed: int) -> list[Any]:
-    """`current` plus round(alpha * len(current)) records of `previous`, shuffled.
-
-    Previous records are drawn without replacement; when more are wanted than exist, every one
-    is taken as many whole times as fit and the rest drawn without replacement, which replays
-    them as evenly as sampling with replacement can. Deterministic for a seed.
-    """
-    if alpha < 0 or not math.isfinite(alpha):
-        raise ValueError(f"alpha must be a finite number >= 0, got {alpha}")
-    wanted = round(alpha * len(current))
-    if wanted and not previous:
-        raise ValueError(
-            f"alpha {alpha} asks for {wanted} previous-stage records but there are none"
-        )
-    rng = random.Random(seed)
-    replay: list[Any] = []
-    if wanted:
-        whole, rest = divmod(wanted, len(previous))
-        replay = previous * whole + rng.sample(previous, rest)
-    mixed = list(current) + replay
-    rng.shuffle(mixed)
-    return mixed
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
