@@ -1,5 +1,6 @@
 # Config validation, shared names and input functions (no rules here).
 from ground.config import validate
+from ground.data.check import authors_files
 from ground.data.layout import raw_files, raw_input
 from ground.data.mixture import stage_sources
 from ground.eval.benchmarks import benchmark
@@ -24,17 +25,43 @@ wildcard_constraints:
     benchmark=r"[A-Za-z0-9_+\-]+",
 
 
+# The hub download's files are not outputs of its job: Snakemake deletes a job's outputs before
+# it reruns, which would throw away hand-placed datasets and terabytes of media. Its lock file
+# (every fetched file with its sha256) stands for them instead.
+HUB = config["download"]["source"] == "hub"
+DOWNLOADED = f"{ROOT}/download.lock.json"
+
+
 def get_raw_files():
+    """Every raw annotation file the convert jobs read (the download step checks them)."""
     evaluated = [
         (benchmark(b).dataset, s)
         for b in config["eval"]["benchmarks"]
         for s in benchmark(b).splits
     ]
-    return raw_files(config["download"], config["convert"]["splits"], evaluated)
+    cfg = config["convert"]
+    return raw_files(config["download"], cfg["splits"], evaluated, cfg["authors"])
+
+
+def get_download_outputs():
+    if HUB:
+        # update(): kept, not deleted, when the job reruns; it records what is already there
+        return {"lock": update(DOWNLOADED)}
+    media, models = directory(f"{ROOT}/media"), directory(f"{ROOT}/models")
+    return {"raw": get_raw_files(), "media": media, "models": models}
 
 
 def get_convert_raw(wildcards):
-    return raw_input(ROOT, wildcards.dataset, wildcards.split)
+    if HUB:
+        return {"lock": DOWNLOADED}
+    return {
+        "raw": raw_input(ROOT, wildcards.dataset, wildcards.split),
+        "media": f"{ROOT}/media",
+    }
+
+
+def get_base_models():
+    return DOWNLOADED if HUB else f"{ROOT}/models"
 
 
 def get_converted(datasets, splits):
@@ -78,7 +105,7 @@ def get_stage_alpha(wildcards):
 def get_stage_inputs(wildcards):
     stage = int(wildcards.stage)
     previous = (
-        f"results/train/stage{stage - 1}/model" if stage > 1 else f"{ROOT}/models"
+        f"results/train/stage{stage - 1}/model" if stage > 1 else get_base_models()
     )
     features = {m: f"results/features/{m}.index.jsonl" for m in MODALITIES}
     records = f"results/mixture/stage{stage}.jsonl"

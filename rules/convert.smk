@@ -1,8 +1,7 @@
 # Convert one (dataset, split) of raw annotations into LLaVA-style conversation records.
 rule convert_dataset:
     input:
-        raw=get_convert_raw,
-        media=f"{ROOT}/media",
+        unpack(get_convert_raw),
     output:
         records="results/convert/{dataset}/{split}.jsonl",
         manifest="results/convert/{dataset}/{split}.manifest.json",
@@ -13,6 +12,7 @@ rule convert_dataset:
         "../envs/data.yaml"
     params:
         cfg=config["convert"],
+        root=ROOT,
         code=CODE["convert"],
     script:
         "scripts/convert_dataset.py"

@@ -1,9 +1,7 @@
-# Generate (demo recipe) the raw annotations, media and base models under download.root.
+# Fetch (hub) or generate (demo) the raw annotations, media and base models under download.root.
 rule download_data:
     output:
-        raw=get_raw_files(),
-        media=directory(f"{ROOT}/media"),
-        models=directory(f"{ROOT}/models"),
+        **get_download_outputs(),
         record=f"{ROOT}/download.job.json",
     log:
         "logs/download/download_data.log",
@@ -14,6 +12,8 @@ rule download_data:
     threads: 2
     params:
         cfg=config["download"],
+        promised=get_raw_files(),
+        authors_files=authors_files(config["convert"]["authors"]),
         code=CODE["download"],
     script:
         "scripts/download_data.py"

@@ -10,10 +10,12 @@ with step_job(smk) as job:
     summary = convert_dataset(
         smk.wildcards.dataset,
         smk.wildcards.split,
-        Path(smk.input[0]).parents[2],  # the first raw input: <root>/raw/<dataset>/<file>
+        Path(smk.params.root),
         Path(smk.output.records),
         Path(smk.output.manifest),
         seed=smk.params.cfg["seed"],
         max_reject_fraction=smk.params.cfg["max_reject_fraction"],
+        # the authors' JSON is training data: evaluation splits always come from the published files
+        authors=smk.wildcards.dataset in smk.params.cfg["authors"] and smk.wildcards.split == "train",
     )
     job.note("summary", summary)

@@ -3,5 +3,9 @@
 from ground.data.download import download
 from ground.tracking.adapter import step_job
 
-with step_job(snakemake) as job:  # noqa: F821 (injected by Snakemake)
-    job.note("summary", download(snakemake.params.cfg))  # noqa: F821
+smk = snakemake  # noqa: F821 (injected by Snakemake)
+with step_job(smk) as job:
+    summary = download(
+        smk.params.cfg, promised=smk.params.promised, authors_files=smk.params.authors_files
+    )
+    job.note("summary", summary)

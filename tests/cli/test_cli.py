@@ -9,7 +9,7 @@ runner = CliRunner()
 
 @pytest.mark.parametrize(
     "command",
-    [[], ["run"], ["status"], ["runs"], ["metrics"], ["bench", "features"], ["eval"], ["report"], ["data", "convert"]],
+    [[], ["run"], ["status"], ["runs"], ["metrics"], ["bench", "features"], ["eval"], ["report"], ["data", "convert"], ["data", "check"]],
 )
 def test_every_command_has_help(command):
     result = runner.invoke(app, [*command, "--help"])

@@ -251,7 +251,7 @@ def test_empty_file_and_unknown_dataset_fail(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="known: .*demo_image"):
         run(tmp_path, "coco")
     # evaluation sets are read from their published files, which are named when missing
-    with pytest.raises(FileNotFoundError, match=r"refcoco/train needs the published file\(s\) \['refs\(unc\).p'"):
+    with pytest.raises(FileNotFoundError, match=r"refcoco/train: missing \['.*/raw/refcoco/refs\(unc\).p'"):
         run(tmp_path, "refcoco")
     assert set(CONVERTERS) == {"demo_image", "demo_video", "demo_audio"}
 

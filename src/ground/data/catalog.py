@@ -63,11 +63,21 @@ class Dataset:
     manual: str = ""
     authors: str = ""
     splits: tuple[str, ...] = ("train",)
+    train: str = "train"  # the published split the pipeline's `train` split is
+    any_files: bool = False  # any subset of `annotations` will do (e.g. WavCaps' four sources)
+
+    def published(self, split: str) -> str:
+        """The upstream name of one of our splits (`train` may be called otherwise upstream)."""
+        published = self.train if split == "train" else split
+        if published not in self.splits:
+            raise ValueError(f"{self.name} has no split {split!r}; it has {list(self.splits)}")
+        return published
+
+    def has(self, split: str) -> bool:
+        return (self.train if split == "train" else split) in self.splits
 
     def files(self, split: str) -> tuple[str, ...]:
-        if split not in self.splits:
-            raise ValueError(f"{self.name} has no split {split!r}; it has {list(self.splits)}")
-        return tuple(name.format(split=split) for name in self.annotations)
+        return tuple(name.format(split=self.published(split)) for name in self.annotations)
 
 
 @dataclass(frozen=True)
@@ -111,7 +121,7 @@ DATASETS_LIST: tuple[Dataset, ...] = (
     ),
     Dataset(
         "wavcaps", 1, "audio", ("as_final.json", "bbc_final.json", "fsd_final.json", "sb_final.json"),
-        f"{_AUDIO}:convert_wavcaps", "wavcaps",
+        f"{_AUDIO}:convert_wavcaps", "wavcaps", any_files=True,
         hub=HubFiles("cvssp/WavCaps", ("json_files/*/*.json", "Zip_files/*/*.zip"),
                      archives=("Zip_files/*/*.zip",)),
         authors="Stage1/Wavecaps.json",
@@ -196,6 +206,7 @@ DATASETS_LIST: tuple[Dataset, ...] = (
         manual="https://zenodo.org/records/4783391: clotho_captions_{split}.csv into "
         "{root}/raw/clotho/, the {split} WAV files into {root}/media/clotho/{split}/",
         authors="Stage3/Clotho.json", splits=("development", "validation", "evaluation"),
+        train="development",
     ),
     Dataset(
         "llava_mix665k", 3, "image", ("llava_v1_5_mix665k.json",),
@@ -230,9 +241,12 @@ MODELS: dict[str, Model] = {
         Model("blip2-opt-2.7b", HubFiles("Salesforce/blip2-opt-2.7b", ("*.json", "*.safetensors"),
                                          repo_type="model")),  # fmt: skip
         Model("imagebind-huge-audio", manual=(
-            "https://dl.fbaipublicfiles.com/imagebind/imagebind_huge.pth, converted by "
-            "`python -m ground.features.imagebind --convert imagebind_huge.pth "
-            "--out {root}/models/imagebind-huge-audio`")),  # fmt: skip
+            "download https://dl.fbaipublicfiles.com/imagebind/imagebind_huge.pth, then save its "
+            "audio branch as the transformers folder the audio encoder loads (config.json + "
+            "model.safetensors in {root}/models/imagebind-huge-audio/): python -c \"from "
+            "ground.features.imagebind import ImageBindAudioConfig as C, ImageBindAudioModel as M, "
+            "load_imagebind_audio_weights as load; m = M(C()); load(m, 'imagebind_huge.pth'); "
+            "m.save_pretrained('{root}/models/imagebind-huge-audio')\"")),  # fmt: skip
     )
 }
 

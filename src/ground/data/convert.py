@@ -41,12 +41,6 @@ from ground.data.templates import TEMPLATE_VERSION, render
 
 # Order of media tokens inside the first human turn, as the model splices them.
 MEDIA_ORDER = ("sound", "video", "image")
-# Which training stage each task feeds (the training step decides how to mix them).
-TASK_STAGE = {
-    **dict.fromkeys(("image_caption", "video_caption", "audio_caption"), 1),
-    **dict.fromkeys(("rec", "reg", "temporal_grounding", "dense_caption", "sound_localization"), 2),
-    "grounded_dialogue": 3,
-}
 REASONS_IN_ERROR = 5
 
 
@@ -343,20 +337,27 @@ def convert_dataset(
     seed: int,
     media_root_prefix: Path | None = None,
     max_reject_fraction: float = 0.05,
+    authors: bool = False,
 ) -> dict[str, Any]:
     """Convert `root/raw/dataset/split.jsonl`; media paths are written as `prefix/relative`.
 
-    Evaluation sets (`EVALSETS`) are read from their published files in `root/raw/dataset/`.
+    Real datasets (`ground.data.catalog`) are read from their published files in
+    `root/raw/dataset/` (or, with `authors`, from the authors' converted JSON): see
+    `ground.data.published`.
 
     `media_root_prefix` defaults to `root` (the media must exist under `root` either way); give
     another prefix when the records will be read where the media live elsewhere.
     """
-    # Imported here: evalsets builds on this module's Context and RejectRecord.
-    from ground.data.evalsets import EVALSETS, convert_evalset
+    if dataset not in CONVERTERS:
+        # Imported here: the real-data converters build on this module's Context and checks.
+        from ground.data.catalog import DATASETS
+        from ground.data.published import convert_published
 
-    if dataset in EVALSETS:
-        return convert_evalset(dataset, Path(root) / "raw" / dataset, split, out, manifest,
-                               seed=seed, max_reject_fraction=max_reject_fraction)  # fmt: skip
+        if dataset not in DATASETS:
+            known = sorted(CONVERTERS) + sorted(DATASETS)
+            raise ValueError(f"no converter for dataset {dataset!r}; known: {known}")
+        return convert_published(dataset, split, root, out, manifest, seed=seed,
+                                 max_reject_fraction=max_reject_fraction, authors=authors)  # fmt: skip
     converter = converter_for(dataset)
     root = Path(root)
     raw_path = root / "raw" / dataset / f"{split}.jsonl"
@@ -384,7 +385,7 @@ def convert_dataset(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", required=True, choices=sorted(CONVERTERS))
+    parser.add_argument("--dataset", required=True)
     parser.add_argument("--split", required=True)
     parser.add_argument("--root", required=True, type=Path)
     parser.add_argument("--out", required=True, type=Path)
@@ -392,6 +393,7 @@ def main() -> None:
     parser.add_argument("--seed", required=True, type=int)
     parser.add_argument("--media-root-prefix", type=Path, default=None)
     parser.add_argument("--max-reject-fraction", type=float, default=0.05)
+    parser.add_argument("--authors", action="store_true", help="read zwli/GroundingGPT's JSON")
     # Option names match convert_dataset's parameters, so the namespace passes straight through.
     summary = convert_dataset(**vars(parser.parse_args()))
     print(brief_summary(summary))

@@ -24,9 +24,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from ground.data.convert import Context, RejectRecord, check_rejections
+from ground.data.convert import Context, RejectRecord
 from ground.data.formats import box_to_square, format_box, format_span
-from ground.data.jsonl import write_outputs
 from ground.data.safe_pickle import load_plain_pickle
 
 Records = list[dict[str, Any]]
@@ -346,42 +345,3 @@ def convert_raw_dir(dataset: str, raw_dir: Path, split: str, seed: int) -> Resul
 # The refer toolkit's split-by names: UNC for RefCOCO and RefCOCO+, UMD for RefCOCOg.
 REFCOCO_PICKLES = {"refcoco": "refs(unc).p", "refcoco+": "refs(unc).p", "refcocog": "refs(umd).p"}
 EVALSETS = ("charades_sta", *REFCOCO_PICKLES, "vggss")
-
-
-def published_files(dataset: str, split: str) -> list[str]:
-    """Names of the upstream files `convert_raw_dir` reads for one split of `dataset`."""
-    if dataset == "charades_sta":
-        return [f"charades_sta_{split}.txt", f"Charades_v1_{split}.csv"]
-    if dataset in REFCOCO_PICKLES:
-        return [REFCOCO_PICKLES[dataset], "instances.json"]
-    if dataset == "vggss":
-        return ["vggss.json"]
-    raise ValueError(f"no evaluation-set converter for {dataset!r}; known: {list(EVALSETS)}")
-
-
-def convert_evalset(
-    dataset: str, raw_dir: Path, split: str, out: Path, manifest: Path, *, seed: int,
-    max_reject_fraction: float = 0.05,
-) -> dict[str, Any]:  # fmt: skip
-    """Convert one split from its published files in `raw_dir`; write records and a manifest
-    (counts, every rejection with its line or id, every clipped ground truth)."""
-    files = [Path(raw_dir) / name for name in published_files(dataset, split)]
-    missing = [f.name for f in files if not f.is_file()]
-    if missing:
-        raise FileNotFoundError(f"{raw_dir}: {dataset}/{split} needs the published file(s) {missing}")
-    records, rejected = convert_raw_dir(dataset, raw_dir, split, seed)
-    check_rejections(files[0], len(records) + len(rejected), rejected, max_reject_fraction)
-    if not records:
-        raise ValueError(f"{dataset}/{split} in {raw_dir}: nothing converted ({rejected[0]['reason']})")
-    summary = {
-        "dataset": dataset,
-        "split": split,
-        "raw": [str(f) for f in files],
-        "records_out": len(records),
-        "by_task": dict(Counter(r["task"] for r in records)),
-        "rejected": rejected,
-        "clipped": clipping_report(records),
-        "seed": seed,
-    }
-    write_outputs(out, records, manifest, summary)
-    return summary

@@ -8,26 +8,36 @@ DEMO_DATASETS = ("demo_image", "demo_video", "demo_audio")
 
 
 def raw_files(
-    cfg: dict[str, Any], splits: list[str], evaluated: list[tuple[str, str]] = ()
+    cfg: dict[str, Any],
+    splits: list[str],
+    evaluated: list[tuple[str, str]] = (),
+    authors: list[str] = (),
 ) -> list[str]:
-    """The raw annotation files the download step promises (the convert step's inputs): one per
-    dataset and split, the demo's splits for the synthetic corpus, `splits` for the hub; plus the
-    published files of every evaluated (dataset, split) that is an evaluation set."""
+    """The raw annotation files the convert step reads: one per dataset and split, the demo's
+    splits for the synthetic corpus, `splits` for the hub; plus the published files of every
+    evaluated (dataset, split). `authors` are read from the authors' converted JSON."""
     root = cfg["root"]
     if cfg["source"] == "synthetic":
-        files = [f"{root}/raw/{d}/{s}.jsonl" for d in DEMO_DATASETS for s in cfg["demo"]["splits"]]
+        pairs = [(d, s) for d in DEMO_DATASETS for s in cfg["demo"]["splits"]]
     else:
-        files = [raw_input(root, d, s) for d in cfg["datasets"] for s in splits]
-        files = [f for group in files for f in group]
-    extra = [f for d, s in evaluated if d not in DEMO_DATASETS for f in raw_input(root, d, s)]
-    return list(dict.fromkeys(files + extra))
+        from ground.data.catalog import dataset
+
+        # a split the dataset does not publish (e.g. `val` of LLaVA-Pretrain) is not asked for
+        pairs = [(d, s) for d in cfg["datasets"] for s in splits if dataset(d).has(s)]
+    pairs += [(d, s) for d, s in evaluated if d not in DEMO_DATASETS]
+    files = [f for d, s in pairs for f in raw_input(root, d, s, authors)]
+    return list(dict.fromkeys(files))
 
 
-def raw_input(root: str, dataset: str, split: str) -> list[str]:
-    """What the convert step reads for one (dataset, split): the published files of an
-    evaluation set (`ground.data.evalsets`), else `raw/<dataset>/<split>.jsonl`."""
-    from ground.data.evalsets import EVALSETS, published_files
+def raw_input(root: str, dataset: str, split: str, authors: list[str] = ()) -> list[str]:
+    """What the convert step reads for one (dataset, split): `raw/<dataset>/<split>.jsonl` for
+    the demo, the published files of a real dataset (`ground.data.catalog`), or the authors'
+    converted JSON in `raw/authors/`."""
+    if dataset in DEMO_DATASETS:
+        return [f"{root}/raw/{dataset}/{split}.jsonl"]
+    from ground.data.catalog import AUTHORS_DIR
+    from ground.data.catalog import dataset as entry
 
-    if dataset in EVALSETS:
-        return [f"{root}/raw/{dataset}/{name}" for name in published_files(dataset, split)]
-    return [f"{root}/raw/{dataset}/{split}.jsonl"]
+    if dataset in authors and split == "train":
+        return [f"{root}/raw/{AUTHORS_DIR}/{entry(dataset).authors}"]
+    return [f"{root}/raw/{dataset}/{name}" for name in entry(dataset).files(split)]

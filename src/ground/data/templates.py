@@ -7,7 +7,9 @@
 
 The first entries of every pool are the paper's own examples, verbatim except for one typo; the
 rest are our paraphrases so that sampling has variety. Placeholders: `<exp>` a referring
-expression, `<region>` a formatted box, `<time>` a formatted span, `<event>` an event description.
+expression, `<region>` a formatted box, `<time>` a formatted span, `<event>` an event description,
+`<question>` a question asked about the media (VCR). The `grounded_caption` and `vcr` pools are
+not in Table 11 (the paper turns Flickr30K Entities and VCR into stage-3 data): they are ours.
 Like the paper, `<region>` and `<time>` follow the noun with no space ("the region[0.1, ...]").
 Bump `TEMPLATE_VERSION` whenever a pool changes: it is recorded in every convert manifest.
 """
@@ -17,9 +19,9 @@ from __future__ import annotations
 import random
 import re
 
-TEMPLATE_VERSION = "table11-v1"
+TEMPLATE_VERSION = "table11-v2"
 
-_PLACEHOLDER = re.compile(r"<(exp|region|time|event)>")
+_PLACEHOLDER = re.compile(r"<(exp|region|time|event|question)>")
 
 POOLS: dict[str, tuple[str, ...]] = {
     "image_caption": (
@@ -77,6 +79,28 @@ POOLS: dict[str, tuple[str, ...]] = {
         "How many <exp> can you see?",
         "Tell me how many <exp> this image contains.",
         "Give the count of <exp> shown in the image.",
+    ),
+    # Flickr30K Entities: the caption with each grounded phrase followed by its box.
+    "grounded_caption": (
+        "Describe the image briefly and give the box of every object you mention.",
+        "Write a short caption of the image with the coordinates of each object you mention.",
+        "Briefly describe the image, following each object you name with its bounding box.",
+        "Provide a brief description of the image and locate every object it mentions.",
+        "Summarize the image in one sentence, giving the position of each object you refer to.",
+        "Caption this picture and include the bounding box of every object you mention.",
+        "What does this image show? Answer briefly and box each object you mention.",
+        "Give a one-sentence description of the picture, grounding every object in it.",
+    ),
+    # VCR: `<question>` already carries the boxes of the people and objects it names.
+    "vcr": (
+        "<question> Answer the question and explain why.",
+        "<question> Give your answer and the reason for it.",
+        "<question> Answer, then justify your answer.",
+        "Answer the question and give the rationale: <question>",
+        "<question> Please answer and explain your reasoning.",
+        "Look at the image and answer: <question> Also say why.",
+        "<question> What is the answer, and why?",
+        "Question: <question> Answer it and explain the reasoning behind your answer.",
     ),
     "video_caption": (
         "Relay a brief, clear account of the video shown.",

@@ -1,0 +1,493 @@
+"""Converters for conversation-format ("LLaVA-style") sources and for the authors' converted JSON.
+
+    >>> from ground.data.conversations import convert_llava_mix665k
+    >>> records, rejected = convert_llava_mix665k(  # doctest: +SKIP
+    ...     "llava_mix665k", Path("raw/llava_mix665k"), "train", seed=0)
+
+Each converter has the catalog's signature `(dataset, raw_dir, split, seed) -> (records,
+rejected)` and reads one published file, named as upstream, from `raw_dir`:
+
+    convert_llava_pretrain    blip_laion_cc_sbu_558k.json   image_caption (question re-drawn)
+    convert_valley_pretrain   train.json                    video_caption (question re-drawn) when
+                                                            the record is one human/gpt pair,
+                                                            else instruction (kept as published)
+    convert_llava_mix665k     llava_v1_5_mix665k.json       instruction (boxes re-formatted)
+    convert_valley_instruct   valley_instruct_73k.json      instruction
+    convert_videochat_11k     videochat_instruct_11k.json   instruction (one record per video)
+    convert_authors           raw/authors/<catalog file>    inferred (`authors_task`)
+
+Records have `ground.data.convert`'s schema: captions are built by `Context.record`, kept
+conversations get the same shape with the media tokens moved to the front of the first human turn
+in `MEDIA_ORDER`. Media paths are relative to the dataset's media folder; only
+`convert_authors(..., media_dir=...)` checks that they exist. A rejection is `{"index", "id",
+"reason"}`, the reason naming the file, the record's index and id and what is wrong.
+
+Ids are `{dataset}-{split}-{raw_id}-{task}-{k}`, k counting earlier records with the same raw id
+in the file: LLaVA-1.5 and VideoChat key records by their image or video, so one raw id may carry
+several different conversations. A record identical to an earlier one is rejected as a duplicate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from ground.data.catalog import Dataset
+from ground.data.catalog import dataset as catalog_entry
+from ground.data.convert import (
+    MEDIA_ORDER,
+    Context,
+    RejectRecord,
+    at,
+    field,
+    list_field,
+    text_field,
+)
+from ground.data.formats import format_box, parse_boxes, parse_spans
+
+Records = list[dict[str, Any]]
+Result = tuple[Records, list[dict[str, Any]]]
+Turns = list[dict[str, str]]
+# (raw record, raw id, occurrence k of that id) -> one converted record
+OneRecord = Callable[[dict[str, Any], str, int], dict[str, Any]]
+
+MEDIA_TOKENS = {"sound": "<sound>", "video": "<video>", "image": "<image>"}
+CAPTION_TASK = {"sound": "audio_caption", "video": "video_caption", "image": "image_caption"}
+INSTRUCTION = "instruction"
+# The model's own splice tokens: written literally they would splice features where none are.
+_RESERVED = re.compile(r"<(?:im|vi|so)_(?:patch|start|end)>")
+_NUM = r"\s*(-?\d+(?:\.\d+)?)\s*"
+BOX = re.compile(r"\[" + ",".join([_NUM] * 4) + r"\]")
+SPAN = re.compile(r"\{" + _NUM + "," + _NUM + r"\}")
+_LEADING_TOKENS = re.compile(r"^(?:<(?:sound|video|image)>\n)+")
+
+
+def _context(dataset: str, split: str, seed: int) -> Context:
+    # Media are not checked through the context (annotations only): the root is never read.
+    return Context(dataset, split, Path("."), Path("."), seed)
+
+
+# ---------------------------------------------------------------------------- reading
+
+
+def read_items(path: Path) -> list[Any]:
+    """The JSON list of a published file; FileNotFoundError / ValueError naming the file."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: published file not found")
+    try:
+        items = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON: {err}") from None
+    if not isinstance(items, list):
+        raise ValueError(f"{path}: expected a JSON list of records, got {type(items).__name__}")
+    return items
+
+
+def raw_id_field(item: dict[str, Any]) -> str:
+    value = field(item, "id")
+    if isinstance(value, bool) or not isinstance(value, str | int) or not str(value).strip():
+        raise RejectRecord(f"field 'id' must be a non-empty string or integer, got {value!r}")
+    return str(value).strip()
+
+
+def convert_file(
+    path: Path,
+    convert_one: OneRecord,
+    label: str | None = None,
+    raw_id_of: Callable[[dict[str, Any]], str] = raw_id_field,
+) -> Result:
+    """Records and rejections of every item of `path` (`label` names the file in reasons)."""
+    label = label or path.name
+    records: Records = []
+    rejected: list[dict[str, Any]] = []
+    first: dict[bytes, int] = {}  # digest of a record's content -> its index
+    seen: Counter[str] = Counter()
+    for index, item in enumerate(read_items(path)):
+        raw_id = None
+        try:
+            if not isinstance(item, dict):
+                raise RejectRecord(f"expected a JSON object, got {type(item).__name__}")
+            raw_id = raw_id_of(item)
+            digest = hashlib.sha1(json.dumps(item, sort_keys=True).encode()).digest()
+            if digest in first:
+                raise RejectRecord(f"duplicate of record {first[digest]} (same id and content)")
+            first[digest] = index
+            record = convert_one(item, raw_id, seen[raw_id])
+        except RejectRecord as err:
+            reason = f"{label}: record {index} (id {raw_id!r}): {err}"
+            rejected.append({"index": index, "id": raw_id, "reason": reason})
+            continue
+        seen[raw_id] += 1
+        records.append(record)
+    return records, rejected
+
+
+# ---------------------------------------------------------------------------- LLaVA-style checks
+
+
+def conversation_turns(item: dict[str, Any]) -> Turns:
+    """`conversations` as non-empty human/gpt turns alternating from human to gpt."""
+    turns = list_field(item, "conversations")
+    if not turns or len(turns) % 2:
+        raise RejectRecord(f"'conversations' needs human/gpt pairs, got {len(turns)} turn(s)")
+    checked: Turns = []
+    for number, turn in enumerate(turns):
+        expected = "gpt" if number % 2 else "human"
+        with at(f"conversations[{number}]"):
+            got = turn.get("from") if isinstance(turn, dict) else turn
+            if got != expected:
+                raise RejectRecord(f"expected a turn from {expected!r}, got {got!r}")
+            value = text_field(turn, "value")
+            reserved = _RESERVED.search(value)
+            if reserved:
+                raise RejectRecord(f"holds the reserved token {reserved.group(0)}")
+        checked.append({"from": expected, "value": value})
+    return checked
+
+
+def media_path(item: dict[str, Any], name: str) -> str:
+    """Field `name` as a path relative to the media folder (no absolute path, no `..`)."""
+    rel = text_field(item, name)
+    path = PurePosixPath(rel)
+    if path.is_absolute() or ".." in path.parts:
+        raise RejectRecord(
+            f"field {name!r}: media path {rel!r} must be relative to the media folder"
+        )
+    return path.as_posix()
+
+
+def item_media(
+    item: dict[str, Any], allowed: tuple[str, ...], required: tuple[str, ...] = ()
+) -> dict[str, str]:
+    """The record's media fields (`MEDIA_ORDER` names): `required` ones must be there."""
+    unexpected = [kind for kind in MEDIA_ORDER if kind in item and kind not in allowed]
+    if unexpected:
+        raise RejectRecord(
+            f"unexpected media field(s) {unexpected}; this source has {list(allowed)}"
+        )
+    return {
+        kind: media_path(item, kind) for kind in MEDIA_ORDER if kind in item or kind in required
+    }
+
+
+def lead_media(turns: Turns, media: dict[str, str]) -> Turns:
+    """Each media field's token once, in the first human turn, moved to its front in
+    `MEDIA_ORDER`; a token without its field (or a field without its token) is rejected."""
+    for number, turn in enumerate(turns):
+        for kind, token in MEDIA_TOKENS.items():
+            count = turn["value"].count(token)
+            if count and kind not in media:
+                raise RejectRecord(f"turn {number} has {token} but the record has no {kind!r}")
+            if count and (number or count > 1):
+                raise RejectRecord(
+                    f"{token} must appear once, in the first human turn (turn {number} has {count})"
+                )
+    question = turns[0]["value"]
+    for kind in media:
+        token = MEDIA_TOKENS[kind]
+        if token not in question:
+            raise RejectRecord(f"field {kind!r} is given but the first human turn lacks {token}")
+        question = re.sub(rf"\n*{re.escape(token)}\n*", "\n", question)
+    question = question.strip()
+    if not question:
+        raise RejectRecord("the first human turn holds nothing but media tokens")
+    tokens = "".join(f"{MEDIA_TOKENS[kind]}\n" for kind in MEDIA_ORDER if kind in media)
+    return [{"from": "human", "value": tokens + question}, *turns[1:]]
+
+
+def llava_parts(
+    item: dict[str, Any], allowed: tuple[str, ...], required: tuple[str, ...] = ()
+) -> tuple[dict[str, str], Turns]:
+    """Validated media paths and conversation of a LLaVA-style record (RejectRecord if broken):
+    the shared check of every converter here."""
+    media = item_media(item, allowed, required)
+    return media, lead_media(conversation_turns(item), media)
+
+
+def question_text(turn: dict[str, str]) -> str:
+    """A human turn without its leading media tokens."""
+    return _LEADING_TOKENS.sub("", turn["value"])
+
+
+def kept_record(
+    ctx: Context,
+    raw_id: str,
+    task: str,
+    k: int,
+    media: dict[str, str],
+    turns: Turns,
+    meta: dict[str, Any],
+) -> dict[str, Any]:
+    """A record keeping its published conversation, in `Context.record`'s shape."""
+    return {
+        "id": f"{ctx.dataset}-{ctx.split}-{raw_id}-{task}-{k}",
+        "dataset": ctx.dataset,
+        "split": ctx.split,
+        "task": task,
+        **{kind: media[kind] for kind in MEDIA_ORDER if kind in media},
+        "conversations": turns,
+        "meta": {"raw_id": raw_id, **meta},
+    }
+
+
+# ---------------------------------------------------------------------------- boxes and spans
+
+
+def check_box(box: tuple[float, ...], written: str) -> None:
+    x1, y1, x2, y2 = box
+    if not all(0.0 <= v <= 1.0 for v in box):
+        raise RejectRecord(f"box {written} lies outside 0..1")
+    if not (x1 < x2 and y1 < y2):
+        raise RejectRecord(f"box {written} needs x1 < x2 and y1 < y2")
+
+
+def reformat_boxes(turns: Turns) -> Turns:
+    """Every `[x1, y1, x2, y2]` checked (0..1, ordered) and re-written with 3 decimals."""
+
+    def one(match: re.Match[str]) -> str:
+        box = tuple(float(v) for v in match.groups())
+        check_box(box, match.group(0))
+        return format_box(box)
+
+    out: Turns = []
+    for number, turn in enumerate(turns):
+        with at(f"conversations[{number}]"):
+            out.append({**turn, "value": BOX.sub(one, turn["value"])})
+    return out
+
+
+def check_grounding(turns: Turns) -> None:
+    """Every bracketed box and braced span parses, lies in 0..1 and is ordered (strictly)."""
+    for number, turn in enumerate(turns):
+        with at(f"conversations[{number}]"):
+            for box in parse_boxes(turn["value"]):
+                check_box(box, format_box(box))
+            for t1, t2 in parse_spans(turn["value"]):
+                if not t1 < t2:
+                    raise RejectRecord(f"span {{{t1}, {t2}}} needs t1 < t2")
+
+
+def _only(text: str, pattern: re.Pattern[str]) -> bool:
+    """`text` is nothing but matches of `pattern` (with separators)."""
+    return bool(pattern.search(text)) and not pattern.sub("", text).strip(" ,.;\n")
+
+
+def pair_task(question: str, answer: str, media: dict[str, str]) -> str | None:
+    """The stage-2 task a question/answer pair is an instance of, if any."""
+    if _only(answer, BOX):
+        return "sound_localization" if "sound" in media else "rec"
+    if _only(answer, SPAN):
+        return "temporal_grounding"
+    if BOX.search(answer) or SPAN.search(answer):
+        return None
+    if BOX.search(question):
+        return "reg"
+    if SPAN.search(question):
+        return "dense_caption"
+    return None
+
+
+def authors_task(stage: int, media: dict[str, str], turns: Turns) -> str:
+    """Stage 1: the caption task of the record's first medium. Otherwise the task every pair
+    agrees on (answer only boxes: rec, or sound_localization with a sound; only spans:
+    temporal_grounding; prose about a box: reg, about a span: dense_caption); else instruction."""
+    if stage == 1:
+        if not media:
+            raise RejectRecord("a stage-1 caption record needs a media field")
+        return CAPTION_TASK[next(kind for kind in MEDIA_ORDER if kind in media)]
+    tasks = {
+        pair_task(turns[i]["value"], turns[i + 1]["value"], media) for i in range(0, len(turns), 2)
+    }
+    (task,) = tasks if len(tasks) == 1 else (None,)
+    return task or INSTRUCTION
+
+
+# ---------------------------------------------------------------------------- sources
+
+
+def caption_or_kept(
+    ctx: Context, raw_id: str, k: int, media: dict[str, str], turns: Turns, meta: dict[str, Any]
+) -> dict[str, Any]:
+    """One human/gpt pair: a caption record with the question re-drawn from the pool of the
+    medium's caption task; a longer conversation: kept as an instruction record."""
+    if len(turns) != 2:
+        return kept_record(ctx, raw_id, INSTRUCTION, k, media, turns, meta)
+    task = CAPTION_TASK[next(kind for kind in MEDIA_ORDER if kind in media)]
+    meta = {**meta, "raw_question": question_text(turns[0])}
+    return ctx.record(raw_id, task, k, media, turns[1]["value"], meta)
+
+
+def convert_llava_pretrain(dataset: str, raw_dir: Path, split: str, seed: int) -> Result:
+    """LLaVA-Pretrain-558K: image captions, the question re-drawn from the caption pool."""
+    ctx = _context(dataset, split, seed)
+
+    def one(item: dict[str, Any], raw_id: str, k: int) -> dict[str, Any]:
+        media, turns = llava_parts(item, ("image",), ("image",))
+        if len(turns) != 2:
+            raise RejectRecord(f"expected one human/gpt pair, got {len(turns)} turns")
+        return caption_or_kept(ctx, raw_id, k, media, turns, {})
+
+    return convert_file(Path(raw_dir) / "blip_laion_cc_sbu_558k.json", one)
+
+
+def valley_media(media: dict[str, str], item: dict[str, Any], by_source: bool) -> dict[str, str]:
+    """Valley's video path: `.mp4` added when it has no suffix (as Valley's loader does), under
+    `<source>/` when `by_source` and the record names its source (VATEX, jukinmedia, ...)."""
+    video = media["video"]
+    if not PurePosixPath(video).suffix:
+        video += ".mp4"
+    if by_source and "source" in item:
+        source = text_field(item, "source")
+        if "/" in source or source in (".", ".."):
+            raise RejectRecord(f"field 'source' must be a folder name, got {source!r}")
+        video = f"{source}/{video}"
+    return {**media, "video": video}
+
+
+def valley_tokens(item: dict[str, Any]) -> dict[str, Any]:
+    """Valley's loader splices the video at `<image>` as at `<video>`: read both as `<video>`."""
+    turns = item.get("conversations")
+    if not isinstance(turns, list):
+        return item
+    renamed = [
+        {**turn, "value": turn["value"].replace(MEDIA_TOKENS["image"], MEDIA_TOKENS["video"])}
+        if isinstance(turn, dict) and isinstance(turn.get("value"), str)
+        else turn
+        for turn in turns
+    ]
+    return {**item, "conversations": renamed}
+
+
+def convert_valley_pretrain(dataset: str, raw_dir: Path, split: str, seed: int) -> Result:
+    """Valley-webvid2M-Pretrain-703K: a single human/gpt pair is a video caption (question
+    re-drawn); a multi-turn conversation is kept whole as an instruction record."""
+    ctx = _context(dataset, split, seed)
+
+    def one(item: dict[str, Any], raw_id: str, k: int) -> dict[str, Any]:
+        media, turns = llava_parts(valley_tokens(item), ("video",), ("video",))
+        media = valley_media(media, item, by_source=False)
+        return caption_or_kept(ctx, raw_id, k, media, turns, {})
+
+    return convert_file(Path(raw_dir) / "train.json", one)
+
+
+def convert_llava_mix665k(dataset: str, raw_dir: Path, split: str, seed: int) -> Result:
+    """LLaVA-v1.5-mix665k: conversations kept (multi-turn, possibly text-only); in records with
+    an image every `[x1, y1, x2, y2]` (already relative to the padded square) is checked and
+    re-written with 3 decimals. Boxes of text-only records are left alone: code, not boxes."""
+    ctx = _context(dataset, split, seed)
+
+    def one(item: dict[str, Any], raw_id: str, k: int) -> dict[str, Any]:
+        media, turns = llava_parts(item, ("image",))
+        if media:
+            turns = reformat_boxes(turns)
+        return kept_record(ctx, raw_id, INSTRUCTION, k, media, turns, {})
+
+    return convert_file(Path(raw_dir) / "llava_v1_5_mix665k.json", one)
+
+
+def convert_valley_instruct(dataset: str, raw_dir: Path, split: str, seed: int) -> Result:
+    """Valley-Instruct-73k: conversations kept; videos under `<source>/` of the media folder."""
+    ctx = _context(dataset, split, seed)
+
+    def one(item: dict[str, Any], raw_id: str, k: int) -> dict[str, Any]:
+        media, turns = llava_parts(valley_tokens(item), ("video",), ("video",))
+        media = valley_media(media, item, by_source=True)
+        meta = {"source": item["source"]} if "source" in item else {}
+        return kept_record(ctx, raw_id, INSTRUCTION, k, media, turns, meta)
+
+    return convert_file(Path(raw_dir) / "valley_instruct_73k.json", one)
+
+
+def _optional_text(entry: dict[str, Any], name: str) -> str:
+    value = entry.get(name, "")
+    if not isinstance(value, str):
+        raise RejectRecord(f"field {name!r} must be a string, got {value!r}")
+    return value.strip()
+
+
+def videochat_turns(item: dict[str, Any]) -> Turns:
+    """VideoChat's `QA` list as turns: human = `i` (when it changes) and `q`, gpt = `a`."""
+    qa = list_field(item, "QA")
+    if not qa:
+        raise RejectRecord("field 'QA' is empty")
+    turns: Turns = []
+    last_instruction = ""
+    for j, entry in enumerate(qa):
+        with at(f"QA[{j}]"):
+            if not isinstance(entry, dict):
+                raise RejectRecord(f"must be an object, got {entry!r}")
+            instruction, question = _optional_text(entry, "i"), _optional_text(entry, "q")
+            answer = text_field(entry, "a")
+            shown = instruction if instruction != last_instruction else ""
+            parts = [part for part in (shown, question) if part]
+            if not parts:
+                raise RejectRecord("'i' and 'q' are both empty")
+        last_instruction = instruction or last_instruction
+        turns += [{"from": "human", "value": "\n".join(parts)}, {"from": "gpt", "value": answer}]
+    turns[0] = {"from": "human", "value": MEDIA_TOKENS["video"] + "\n" + turns[0]["value"]}
+    return turns
+
+
+def video_id(item: dict[str, Any]) -> str:
+    """VideoChat records have no id: the video path without its suffix stands for one."""
+    return PurePosixPath(text_field(item, "video")).with_suffix("").as_posix()
+
+
+def convert_videochat_11k(dataset: str, raw_dir: Path, split: str, seed: int) -> Result:
+    """VideoChat-Instruct-11K: one multi-turn instruction record per video entry."""
+    ctx = _context(dataset, split, seed)
+
+    def one(item: dict[str, Any], raw_id: str, k: int) -> dict[str, Any]:
+        llava_item = {"video": item["video"], "conversations": videochat_turns(item)}
+        media, turns = llava_parts(llava_item, ("video",), ("video",))
+        return kept_record(ctx, raw_id, INSTRUCTION, k, media, turns, {})
+
+    return convert_file(Path(raw_dir) / "videochat_instruct_11k.json", one, raw_id_of=video_id)
+
+
+# ---------------------------------------------------------------------------- the authors' files
+
+
+def check_media_files(media: dict[str, str], media_dir: Path) -> None:
+    for kind, rel in media.items():
+        if not (media_dir / rel).is_file():
+            raise RejectRecord(f"field {kind!r}: missing media file {(media_dir / rel).as_posix()}")
+
+
+def training_split(entry: Dataset) -> str:
+    """The published split the authors' (training) file stands for: the catalog's `train`."""
+    return entry.published("train")
+
+
+def convert_authors(
+    dataset: str, raw_dir: Path, split: str, seed: int, *, media_dir: Path | None = None
+) -> Result:
+    """The authors' conversion of `dataset` (`raw_dir/<catalog authors file>`), accepted as
+    published once it passes our checks: conversations, media tokens against media fields,
+    relative media paths (existing under `media_dir` when given), every box and span in 0..1
+    and ordered. The task is inferred (`authors_task`); the authors' id is `meta.raw_id`."""
+    entry = catalog_entry(dataset)
+    if not entry.authors:
+        raise ValueError(f"{dataset}: the authors published no converted file for it")
+    if split != training_split(entry):
+        raise ValueError(
+            f"{dataset}: {entry.authors} is training data; convert it as split "
+            f"{training_split(entry)!r}, not {split!r}"
+        )
+    ctx = _context(dataset, split, seed)
+
+    def one(item: dict[str, Any], raw_id: str, k: int) -> dict[str, Any]:
+        media, turns = llava_parts(item, MEDIA_ORDER)
+        if media_dir is not None:
+            check_media_files(media, Path(media_dir))
+        check_grounding(turns)
+        task = authors_task(entry.stage, media, turns)
+        return kept_record(ctx, raw_id, task, k, media, turns, {"authors_file": entry.authors})
+
+    return convert_file(Path(raw_dir) / entry.authors, one, label=entry.authors)
