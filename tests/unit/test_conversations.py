@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from ground.data.authors import convert_authors
 from ground.data.conversations import (
-    convert_authors,
     convert_llava_mix665k,
     convert_llava_pretrain,
     convert_valley_instruct,
@@ -345,3 +345,14 @@ def test_authors_split_and_dataset_checks() -> None:
     with pytest.raises(ValueError, match="refcocog: the authors published no converted file"):
         authors("refcocog")
     assert authors("didemo") == authors("didemo")
+
+
+def test_a_turn_holding_the_stop_string_is_rejected(tmp_path: Path) -> None:
+    """`###` separates the template's turns: an answer holding it (a markdown heading in
+    ShareGPT data) would be cut there in training, so the record is rejected, named."""
+    item = {"id": "md-1", "conversations": [
+        {"from": "human", "value": "Write a title."}, {"from": "gpt", "value": "### Title\nText"}]}
+    (tmp_path / "llava_v1_5_mix665k.json").write_text(json.dumps([item]))
+    records, rejected = convert_llava_mix665k("llava_mix665k", tmp_path, "train", 0)
+    assert records == []
+    assert "md-1" in rejected[0]["reason"] and "stop string '###'" in rejected[0]["reason"]

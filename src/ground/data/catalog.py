@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 AUTHORS_REPO = "zwli/GroundingGPT"  # the authors' converted training data (a dataset repo)
 AUTHORS_DIR = "authors"  # raw/authors/<path in AUTHORS_REPO>, e.g. raw/authors/Stage2/refcoco.json
-AUTHORS_CONVERTER = "ground.data.conversations:convert_authors"
+AUTHORS_CONVERTER = "ground.data.authors:convert_authors"
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Converters for conversation-format ("LLaVA-style") sources and for the authors' converted JSON.
+"""Converters for conversation-format ("LLaVA-style") sources (the authors' JSON: `authors.py`).
 
     >>> from ground.data.conversations import convert_llava_mix665k
     >>> records, rejected = convert_llava_mix665k(  # doctest: +SKIP
@@ -14,12 +14,10 @@ rejected)` and reads one published file, named as upstream, from `raw_dir`:
     convert_llava_mix665k     llava_v1_5_mix665k.json       instruction (boxes re-formatted)
     convert_valley_instruct   valley_instruct_73k.json      instruction
     convert_videochat_11k     videochat_instruct_11k.json   instruction (one record per video)
-    convert_authors           raw/authors/<catalog file>    inferred (`authors_task`)
 
 Records have `ground.data.convert`'s schema: captions are built by `Context.record`, kept
 conversations get the same shape with the media tokens moved to the front of the first human turn
-in `MEDIA_ORDER`. Media paths are relative to the dataset's media folder; only
-`convert_authors(..., media_dir=...)` checks that they exist. A rejection is `{"index", "id",
+in `MEDIA_ORDER`. Media paths are relative to the dataset's media folder. A rejection is `{"index", "id",
 "reason"}`, the reason naming the file, the record's index and id and what is wrong.
 
 Ids are `{dataset}-{split}-{raw_id}-{task}-{k}`, k counting earlier records with the same raw id
@@ -37,8 +35,6 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ground.data.catalog import Dataset
-from ground.data.catalog import dataset as catalog_entry
 from ground.data.convert import (
     MEDIA_ORDER,
     Context,
@@ -48,7 +44,8 @@ from ground.data.convert import (
     list_field,
     text_field,
 )
-from ground.data.formats import format_box, parse_boxes, parse_spans
+from ground.data.formats import format_box
+from ground.train.template import STOP
 
 Records = list[dict[str, Any]]
 Result = tuple[Records, list[dict[str, Any]]]
@@ -65,11 +62,6 @@ _NUM = r"\s*(-?\d+(?:\.\d+)?)\s*"
 BOX = re.compile(r"\[" + ",".join([_NUM] * 4) + r"\]")
 SPAN = re.compile(r"\{" + _NUM + "," + _NUM + r"\}")
 _LEADING_TOKENS = re.compile(r"^(?:<(?:sound|video|image)>\n)+")
-
-
-def _context(dataset: str, split: str, seed: int) -> Context:
-    # Media are not checked through the context (annotations only): the root is never read.
-    return Context(dataset, split, Path("."), Path("."), seed)
 
 
 # ---------------------------------------------------------------------------- reading
@@ -146,6 +138,8 @@ def conversation_turns(item: dict[str, Any]) -> Turns:
             reserved = _RESERVED.search(value)
             if reserved:
                 raise RejectRecord(f"holds the reserved token {reserved.group(0)}")
+            if STOP in value:  # the template's turn separator: training would cut the turn there
+                raise RejectRecord(f"holds the stop string {STOP!r}")
         checked.append({"from": expected, "value": value})
     return checked
 
@@ -261,52 +255,6 @@ def reformat_boxes(turns: Turns) -> Turns:
     return out
 
 
-def check_grounding(turns: Turns) -> None:
-    """Every bracketed box and braced span parses, lies in 0..1 and is ordered (strictly)."""
-    for number, turn in enumerate(turns):
-        with at(f"conversations[{number}]"):
-            for box in parse_boxes(turn["value"]):
-                check_box(box, format_box(box))
-            for t1, t2 in parse_spans(turn["value"]):
-                if not t1 < t2:
-                    raise RejectRecord(f"span {{{t1}, {t2}}} needs t1 < t2")
-
-
-def _only(text: str, pattern: re.Pattern[str]) -> bool:
-    """`text` is nothing but matches of `pattern` (with separators)."""
-    return bool(pattern.search(text)) and not pattern.sub("", text).strip(" ,.;\n")
-
-
-def pair_task(question: str, answer: str, media: dict[str, str]) -> str | None:
-    """The stage-2 task a question/answer pair is an instance of, if any."""
-    if _only(answer, BOX):
-        return "sound_localization" if "sound" in media else "rec"
-    if _only(answer, SPAN):
-        return "temporal_grounding"
-    if BOX.search(answer) or SPAN.search(answer):
-        return None
-    if BOX.search(question):
-        return "reg"
-    if SPAN.search(question):
-        return "dense_caption"
-    return None
-
-
-def authors_task(stage: int, media: dict[str, str], turns: Turns) -> str:
-    """Stage 1: the caption task of the record's first medium. Otherwise the task every pair
-    agrees on (answer only boxes: rec, or sound_localization with a sound; only spans:
-    temporal_grounding; prose about a box: reg, about a span: dense_caption); else instruction."""
-    if stage == 1:
-        if not media:
-            raise RejectRecord("a stage-1 caption record needs a media field")
-        return CAPTION_TASK[next(kind for kind in MEDIA_ORDER if kind in media)]
-    tasks = {
-        pair_task(turns[i]["value"], turns[i + 1]["value"], media) for i in range(0, len(turns), 2)
-    }
-    (task,) = tasks if len(tasks) == 1 else (None,)
-    return task or INSTRUCTION
-
-
 # ---------------------------------------------------------------------------- sources
 
 
@@ -324,7 +272,7 @@ def caption_or_kept(
 
 def convert_llava_pretrain(dataset: str, raw_dir: Path, split: str, seed: int) -> Result:
     """LLaVA-Pretrain-558K: image captions, the question re-drawn from the caption pool."""
-    ctx = _context(dataset, split, seed)
+    ctx = Context.annotations_only(dataset, split, seed)
 
     def one(item: dict[str, Any], raw_id: str, k: int) -> dict[str, Any]:
         media, turns = llava_parts(item, ("image",), ("image",))
@@ -366,7 +314,7 @@ def valley_tokens(item: dict[str, Any]) -> dict[str, Any]:
 def convert_valley_pretrain(dataset: str, raw_dir: Path, split: str, seed: int) -> Result:
     """Valley-webvid2M-Pretrain-703K: a single human/gpt pair is a video caption (question
     re-drawn); a multi-turn conversation is kept whole as an instruction record."""
-    ctx = _context(dataset, split, seed)
+    ctx = Context.annotations_only(dataset, split, seed)
 
     def one(item: dict[str, Any], raw_id: str, k: int) -> dict[str, Any]:
         media, turns = llava_parts(valley_tokens(item), ("video",), ("video",))
@@ -380,7 +328,7 @@ def convert_llava_mix665k(dataset: str, raw_dir: Path, split: str, seed: int) ->
     """LLaVA-v1.5-mix665k: conversations kept (multi-turn, possibly text-only); in records with
     an image every `[x1, y1, x2, y2]` (already relative to the padded square) is checked and
     re-written with 3 decimals. Boxes of text-only records are left alone: code, not boxes."""
-    ctx = _context(dataset, split, seed)
+    ctx = Context.annotations_only(dataset, split, seed)
 
     def one(item: dict[str, Any], raw_id: str, k: int) -> dict[str, Any]:
         media, turns = llava_parts(item, ("image",))
@@ -393,7 +341,7 @@ def convert_llava_mix665k(dataset: str, raw_dir: Path, split: str, seed: int) ->
 
 def convert_valley_instruct(dataset: str, raw_dir: Path, split: str, seed: int) -> Result:
     """Valley-Instruct-73k: conversations kept; videos under `<source>/` of the media folder."""
-    ctx = _context(dataset, split, seed)
+    ctx = Context.annotations_only(dataset, split, seed)
 
     def one(item: dict[str, Any], raw_id: str, k: int) -> dict[str, Any]:
         media, turns = llava_parts(valley_tokens(item), ("video",), ("video",))
@@ -441,7 +389,7 @@ def video_id(item: dict[str, Any]) -> str:
 
 def convert_videochat_11k(dataset: str, raw_dir: Path, split: str, seed: int) -> Result:
     """VideoChat-Instruct-11K: one multi-turn instruction record per video entry."""
-    ctx = _context(dataset, split, seed)
+    ctx = Context.annotations_only(dataset, split, seed)
 
     def one(item: dict[str, Any], raw_id: str, k: int) -> dict[str, Any]:
         llava_item = {"video": item["video"], "conversations": videochat_turns(item)}
@@ -452,42 +400,3 @@ def convert_videochat_11k(dataset: str, raw_dir: Path, split: str, seed: int) ->
 
 
 # ---------------------------------------------------------------------------- the authors' files
-
-
-def check_media_files(media: dict[str, str], media_dir: Path) -> None:
-    for kind, rel in media.items():
-        if not (media_dir / rel).is_file():
-            raise RejectRecord(f"field {kind!r}: missing media file {(media_dir / rel).as_posix()}")
-
-
-def training_split(entry: Dataset) -> str:
-    """The published split the authors' (training) file stands for: the catalog's `train`."""
-    return entry.published("train")
-
-
-def convert_authors(
-    dataset: str, raw_dir: Path, split: str, seed: int, *, media_dir: Path | None = None
-) -> Result:
-    """The authors' conversion of `dataset` (`raw_dir/<catalog authors file>`), accepted as
-    published once it passes our checks: conversations, media tokens against media fields,
-    relative media paths (existing under `media_dir` when given), every box and span in 0..1
-    and ordered. The task is inferred (`authors_task`); the authors' id is `meta.raw_id`."""
-    entry = catalog_entry(dataset)
-    if not entry.authors:
-        raise ValueError(f"{dataset}: the authors published no converted file for it")
-    if split != training_split(entry):
-        raise ValueError(
-            f"{dataset}: {entry.authors} is training data; convert it as split "
-            f"{training_split(entry)!r}, not {split!r}"
-        )
-    ctx = _context(dataset, split, seed)
-
-    def one(item: dict[str, Any], raw_id: str, k: int) -> dict[str, Any]:
-        media, turns = llava_parts(item, MEDIA_ORDER)
-        if media_dir is not None:
-            check_media_files(media, Path(media_dir))
-        check_grounding(turns)
-        task = authors_task(entry.stage, media, turns)
-        return kept_record(ctx, raw_id, task, k, media, turns, {"authors_file": entry.authors})
-
-    return convert_file(Path(raw_dir) / entry.authors, one, label=entry.authors)

@@ -58,6 +58,11 @@ class Context:
     media_prefix: Path
     seed: int
 
+    @classmethod
+    def annotations_only(cls, dataset: str, split: str, seed: int) -> Context:
+        """For converters that read annotation files only: media are never looked at."""
+        return cls(dataset, split, Path("."), Path("."), seed)
+
     def rng(self, raw_id: str, task: str, k: int) -> random.Random:
         """A generator private to one output record: stable under adding or removing others."""
         material = json.dumps([self.seed, self.dataset, self.split, raw_id, task, k])

@@ -34,11 +34,6 @@ Result = tuple[Records, list[dict[str, Any]]]
 REFCOCO_DATASETS = ("refcoco", "refcoco+", "refcocog")
 
 
-def _context(dataset: str, split: str, seed: int) -> Context:
-    # Media are not checked here (annotations only), so the root is never read.
-    return Context(dataset, split, Path("."), Path("."), seed)
-
-
 def _number(text: str, what: str) -> float:
     try:
         value = float(text)
@@ -120,7 +115,7 @@ def convert_charades_sta(
     Ends past the duration are clipped (the original end is in `meta["clipped"]["end_s"]`);
     a malformed line, an unknown video or an empty segment is rejected with its line number.
     """
-    ctx = _context("charades_sta", split, seed)
+    ctx = Context.annotations_only("charades_sta", split, seed)
     durations = read_charades_durations(durations_csv)
     records: Records = []
     rejected: list[dict[str, Any]] = []
@@ -245,7 +240,7 @@ def convert_refcoco(
         known = sorted({str(ref.get("split")) for ref in refs})
         raise ValueError(f"{refs_pickle}: no refs in split {split!r}; splits: {known}")
     images, annotations = read_coco_instances(instances_json)
-    ctx = _context(dataset, split, seed)
+    ctx = Context.annotations_only(dataset, split, seed)
     records: Records = []
     rejected: list[dict[str, Any]] = []
     for ref in chosen:
@@ -302,7 +297,7 @@ def convert_vggss(
     entries = json.loads(Path(vggss_json).read_text(encoding="utf-8"))
     if not isinstance(entries, list):
         raise ValueError(f"{vggss_json}: expected a list of entries")
-    ctx = _context("vggss", split, seed)
+    ctx = Context.annotations_only("vggss", split, seed)
     records: Records = []
     rejected: list[dict[str, Any]] = []
     for index, entry in enumerate(entries):

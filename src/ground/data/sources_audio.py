@@ -20,7 +20,6 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ground.data.convert import Context, RejectRecord
-from ground.data.evalsets import _context
 
 Records = list[dict[str, Any]]
 Result = tuple[Records, list[dict[str, Any]]]
@@ -108,7 +107,7 @@ def convert_wavcaps(dataset: str, raw_dir: Path, split: str, seed: int) -> Resul
     path is `<source folder>/<id>` (`.flac` added to an id without extension).
     """
     raw_dir = Path(raw_dir)
-    ctx = _context(dataset, split, seed)
+    ctx = Context.annotations_only(dataset, split, seed)
     found = {name: wavcaps_file(raw_dir, name) for name in WAVCAPS_SOURCES}
     if not any(found.values()):
         raise FileNotFoundError(f"{raw_dir}: none of the WavCaps files {list(WAVCAPS_SOURCES)}")
@@ -135,7 +134,7 @@ def convert_clotho(dataset: str, raw_dir: Path, split: str, seed: int) -> Result
     if not path.is_file():
         raise FileNotFoundError(f"{path}: published annotation file not found")
     columns = ["file_name", *(f"caption_{i}" for i in range(1, CLOTHO_CAPTIONS + 1))]
-    ctx = _context(dataset, split, seed)
+    ctx = Context.annotations_only(dataset, split, seed)
     records: Records = []
     rejected: list[dict[str, Any]] = []
     # utf-8-sig: some releases of the csv start with a byte-order mark.

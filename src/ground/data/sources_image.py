@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from ground.data.convert import Context, RejectRecord, at
-from ground.data.evalsets import _context
 from ground.data.formats import box_to_square, format_box, validate_box_px
 from ground.data.sources_video import lower_first
 
@@ -122,7 +121,7 @@ def convert_visual_genome(dataset: str, raw_dir: Path, split: str, seed: int) ->
     groups = _load_json(raw_dir / "region_descriptions.json")
     if not isinstance(groups, list):
         raise ValueError(f"{raw_dir / 'region_descriptions.json'}: expected a list of images")
-    ctx = _context(dataset, split, seed)
+    ctx = Context.annotations_only(dataset, split, seed)
     records: Records = []
     rejected: list[dict[str, Any]] = []
     seen: set[int] = set()
@@ -274,7 +273,7 @@ def convert_flickr30k_entities(dataset: str, raw_dir: Path, split: str, seed: in
     split_file = raw_dir / f"{split}.txt"
     if not split_file.is_file():
         raise FileNotFoundError(f"{split_file}: split list of flickr30k_entities not found")
-    ctx = _context(dataset, split, seed)
+    ctx = Context.annotations_only(dataset, split, seed)
     records: Records = []
     rejected: list[dict[str, Any]] = []
     for number, line in enumerate(split_file.read_text(encoding="utf-8").splitlines(), 1):
@@ -403,7 +402,7 @@ def convert_vcr(
     path = raw_dir / f"{split}.jsonl"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: published annotation file not found")
-    ctx = _context(dataset, split, seed)
+    ctx = Context.annotations_only(dataset, split, seed)
     records: Records = []
     rejected: list[dict[str, Any]] = []
     seen: set[str] = set()

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ground.data.convert import Context, RejectRecord
-from ground.data.evalsets import _context, charades_segment
+from ground.data.evalsets import charades_segment
 from ground.data.formats import format_span
 
 Records = list[dict[str, Any]]
@@ -164,7 +164,7 @@ def convert_didemo(dataset: str, raw_dir: Path, split: str, seed: int) -> Result
     entries = _load_json(path)
     if not isinstance(entries, list):
         raise ValueError(f"{path}: expected a list of annotations")
-    ctx = _context(dataset, split, seed)
+    ctx = Context.annotations_only(dataset, split, seed)
     records: Records = []
     rejected: list[dict[str, Any]] = []
     for index, entry in enumerate(entries):
@@ -228,7 +228,7 @@ def convert_hirest(dataset: str, raw_dir: Path, split: str, seed: int) -> Result
     data = _load_json(path)
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected an object {{query: {{video: entry}}}}")
-    ctx = _context(dataset, split, seed)
+    ctx = Context.annotations_only(dataset, split, seed)
     records: Records = []
     rejected: list[dict[str, Any]] = []
     seen: Counter[str] = Counter()
@@ -280,7 +280,7 @@ def convert_activitynet_captions(dataset: str, raw_dir: Path, split: str, seed: 
     data = _load_json(path)
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected an object {{video id: annotation}}")
-    ctx = _context(dataset, split, seed)
+    ctx = Context.annotations_only(dataset, split, seed)
     records: Records = []
     rejected: list[dict[str, Any]] = []
     for vid, entry in data.items():
