@@ -16,7 +16,6 @@ marks an archive as done.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -26,8 +25,8 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 from ground.data.jsonl import write_text_atomic
+from ground.tracking.record import sha256_file
 
-_CHUNK = 1 << 20
 _TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
 
 
@@ -65,14 +64,6 @@ def archive_kind(archive: Path) -> str:
     if name.endswith(_TAR_SUFFIXES):
         return "tar"
     raise ValueError(f"{archive}: not an archive this step extracts (.zip, .tar, .tar.gz, .tgz)")
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _stat(archive: Path) -> tuple[int, int]:

@@ -56,3 +56,14 @@ def write_outputs(
 def brief_summary(summary: dict[str, Any]) -> str:
     """The summary for a terminal: without the per-record `rejected` list, which can be long."""
     return json.dumps({k: v for k, v in summary.items() if k != "rejected"}, indent=2)
+
+
+def read_json(path: Path) -> Any:
+    """A whole JSON file (a published annotation file); errors name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: published annotation file not found")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from None

@@ -24,6 +24,7 @@ from typing import Any
 
 from ground.data.convert import Context, RejectRecord, at
 from ground.data.formats import box_to_square, format_box, validate_box_px
+from ground.data.jsonl import read_json
 from ground.data.sources_video import lower_first
 
 Records = list[dict[str, Any]]
@@ -50,15 +51,6 @@ def _size(entry: dict[str, Any]) -> tuple[float, float]:
     if not (ok and width > 0 and height > 0):
         raise RejectRecord(f"width/height {width!r}x{height!r} missing or not positive")
     return width, height
-
-
-def _load_json(path: Path) -> Any:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: published annotation file not found")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from err
 
 
 def _square(box_px: list[float], width: float, height: float) -> str:
@@ -104,7 +96,7 @@ def vg_region(region: Any, width: float, height: float) -> tuple[int, str, list[
 
 def vg_images(path: Path) -> dict[Any, dict[str, Any]]:
     """`image_data.json` entries by image id (`image_id`, or `id` in older releases)."""
-    entries = _load_json(path)
+    entries = read_json(path)
     if not isinstance(entries, list):
         raise ValueError(f"{path}: expected a list of images")
     return {e.get("image_id", e.get("id")): e for e in entries if isinstance(e, dict)}
@@ -118,7 +110,7 @@ def convert_visual_genome(dataset: str, raw_dir: Path, split: str, seed: int) ->
     """
     raw_dir = Path(raw_dir)
     images = vg_images(raw_dir / "image_data.json")
-    groups = _load_json(raw_dir / "region_descriptions.json")
+    groups = read_json(raw_dir / "region_descriptions.json")
     if not isinstance(groups, list):
         raise ValueError(f"{raw_dir / 'region_descriptions.json'}: expected a list of images")
     ctx = Context.annotations_only(dataset, split, seed)

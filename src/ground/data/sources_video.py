@@ -17,7 +17,6 @@ duration was clipped, the original end in `meta["clipped"]["end_s"]`.
 
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter
 from pathlib import Path
@@ -26,21 +25,13 @@ from typing import Any
 from ground.data.convert import Context, RejectRecord
 from ground.data.evalsets import charades_segment
 from ground.data.formats import format_span
+from ground.data.jsonl import read_json
 
 Records = list[dict[str, Any]]
 Result = tuple[Records, list[dict[str, Any]]]
 
 DIDEMO_SEGMENT_S = 5.0  # DiDeMo annotates moments as runs of 5-second segments
 DIDEMO_DEFAULT_SEGMENTS = 6  # videos are cut at 30 s when `num_segments` is absent
-
-
-def _load_json(path: Path) -> Any:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: published annotation file not found")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from err
 
 
 def _number(value: Any, what: str) -> float:
@@ -161,7 +152,7 @@ def convert_didemo(dataset: str, raw_dir: Path, split: str, seed: int) -> Result
     relative to `5 * num_segments` seconds (the length DiDeMo's segments cover).
     """
     path = Path(raw_dir) / f"{split}_data.json"
-    entries = _load_json(path)
+    entries = read_json(path)
     if not isinstance(entries, list):
         raise ValueError(f"{path}: expected a list of annotations")
     ctx = Context.annotations_only(dataset, split, seed)
@@ -225,7 +216,7 @@ def convert_hirest(dataset: str, raw_dir: Path, split: str, seed: int) -> Result
     (not errors). Record `k` counts a video's events in file order, so ids are stable.
     """
     path = Path(raw_dir) / f"all_data_{split}.json"
-    data = _load_json(path)
+    data = read_json(path)
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected an object {{query: {{video: entry}}}}")
     ctx = Context.annotations_only(dataset, split, seed)
@@ -277,7 +268,7 @@ def convert_activitynet_captions(dataset: str, raw_dir: Path, split: str, seed: 
     clipping its end to the duration) is rejected alone, its index named.
     """
     path = Path(raw_dir) / f"{split}.json"
-    data = _load_json(path)
+    data = read_json(path)
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected an object {{video id: annotation}}")
     ctx = Context.annotations_only(dataset, split, seed)
