@@ -215,9 +215,9 @@ def spatial_expressions(objs: list[Shape], index: int) -> list[str]:
 def referring_expressions(
     rng: np.random.Generator, objs: list[Shape], spatial_rate: float = 0.4
 ) -> list[dict]:
-    """1-3 expressions for distinct objects; each text picks out exactly one object."""
-    count = int(rng.integers(1, min(3, len(objs)) + 1))
-    targets = sorted(int(i) for i in rng.choice(len(objs), size=count, replace=False))
+    """One expression per object (as much REC signal per image as there is); each text picks
+    out exactly one object."""
+    targets = list(range(len(objs)))
     expressions = []
     for index in targets:
         spatial = spatial_expressions(objs, index)
