@@ -143,7 +143,7 @@ def status(
 @app.command()
 def runs(json_: JsonOpt = False, config: ConfigOpt = None, limit: int = 20) -> None:
     """List recorded runs, newest first: job counts and the GPT requests/tokens they used."""
-    from ground.tracking.db import list_runs
+    from ground.tracking.queries import list_runs
 
     rows = list_runs(database(recipe(config, [])), limit=limit)
     columns = ["id", "status", "started", "finished", "targets", "git_commit", "jobs_ok", "jobs_failed",
@@ -159,11 +159,11 @@ def metrics(
     compare: Annotated[tuple[str, str] | None, typer.Option(help="Two runs' scores side by side, with B - A.", metavar="RUN_A RUN_B")] = None,
 ) -> None:
     """List recorded metrics (benchmark scores next to their baselines, training-loss curves)."""
-    from ground.tracking.db import list_metrics
+    from ground.tracking.queries import list_metrics
 
     db = database(recipe(config, []))
     if compare is not None:
-        from ground.tracking.db import compare_metrics
+        from ground.tracking.queries import compare_metrics
 
         try:
             rows = compare_metrics(db, *compare)

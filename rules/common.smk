@@ -1,7 +1,7 @@
 # Config validation, shared names and input functions (no rules here).
 from ground.config import validate
-from ground.data.check import authors_files
-from ground.data.layout import raw_files, raw_input
+from ground.data.catalog import authors_files
+from ground.data.layout import raw_input, recipe_raw_files
 from ground.data.mixture import stage_sources
 from ground.eval.benchmarks import benchmark
 from ground.fingerprint import code_fingerprint
@@ -34,13 +34,7 @@ DOWNLOADED = f"{ROOT}/download.lock.json"
 
 def get_raw_files():
     """Every raw annotation file the convert jobs read (the download step checks them)."""
-    evaluated = [
-        (benchmark(b).dataset, s)
-        for b in config["eval"]["benchmarks"]
-        for s in benchmark(b).splits
-    ]
-    cfg = config["convert"]
-    return raw_files(config["download"], cfg["splits"], evaluated, cfg["authors"])
+    return recipe_raw_files(config)
 
 
 def get_download_outputs():

@@ -20,7 +20,8 @@ import pytest
 
 from ground.data.catalog import DATASETS
 from ground.data.sources_audio import convert_clotho, convert_wavcaps
-from ground.data.sources_image import convert_flickr30k_entities, convert_vcr, detokenize
+from ground.data.sources_image import convert_flickr30k_entities, detokenize
+from ground.data.sources_vcr import convert_vcr
 from ground.data.sources_video import event_slot
 from ground.data.templates import POOLS, placeholders, render
 

@@ -16,7 +16,7 @@ from types import SimpleNamespace
 import duckdb
 import pytest
 
-from ground.tracking import db
+from ground.tracking import db, queries
 from ground.tracking.record import is_secret_key, redact, tracked, write_job_record
 
 API_KEY = "sk-test-DO-NOT-STORE-4f1c2a9e"
@@ -176,11 +176,11 @@ def test_start_ingest_finish(tmp_path, monkeypatch):
     db.finish_run(store, run_id, "ok")
     assert n == 1
 
-    [run] = db.list_runs(store)
+    [run] = queries.list_runs(store)
     assert run["id"] == run_id and run["status"] == "ok" and run["jobs"] == {"ok": 1}
     assert run["targets"] == ["all"] and run["git_commit"] is None  # tmp_path is not a repo
     assert run["finished"] >= run["started"]
-    [job] = db.list_jobs(store, run_id)
+    [job] = queries.list_jobs(store, run_id)
     assert job["step"] == "convert" and job["code_fingerprint"] == "abcd" * 4
     assert job["wildcards"] == {"dataset": "refcoco", "split": "val"}
     assert job["record_path"] == str(record)
@@ -191,9 +191,9 @@ def test_start_ingest_finish(tmp_path, monkeypatch):
         rows = con.execute("SELECT path, size, sha256 FROM artifacts ORDER BY path").fetchall()
     assert rows == sorted((a["path"], a["size"], sha(Path(a["path"]))) for a in files)
 
-    [metric] = db.list_metrics(store, run_id)
+    [metric] = queries.list_metrics(store, run_id)
     assert (metric["name"], metric["value"], metric["benchmark"]) == ("acc@0.5", 0.5, "refcoco")
-    assert metric["rule"] == "convert_dataset" and db.list_metrics(store) == [metric]
+    assert metric["rule"] == "convert_dataset" and queries.list_metrics(store) == [metric]
 
 
 def test_ingest_is_idempotent(tmp_path):
@@ -216,8 +216,8 @@ def test_record_run_id_wins(tmp_path):
     data.pop("schema")
     write_job_record(record, **{**data, "run_id": "older-run"})
     db.ingest_records(store, run_id, [record])
-    assert db.list_jobs(store, run_id) == []
-    assert len(db.list_jobs(store, "older-run")) == 1
+    assert queries.list_jobs(store, run_id) == []
+    assert len(queries.list_jobs(store, "older-run")) == 1
 
 
 def test_bad_records_are_reported_not_skipped(tmp_path):
@@ -231,7 +231,7 @@ def test_bad_records_are_reported_not_skipped(tmp_path):
     assert info.value.ingested == 1
     assert [p for p, _ in info.value.errors] == [broken, wrong]
     assert "broken.job.json" in str(info.value) and "ISO 8601" in str(info.value)
-    assert len(db.list_jobs(store, run_id)) == 1
+    assert len(queries.list_jobs(store, run_id)) == 1
 
 
 def test_record_failure(tmp_path):
@@ -245,22 +245,22 @@ def test_record_failure(tmp_path):
     }
     job_id = db.record_failure(store, run_id, **kwargs, step="train")
     assert db.record_failure(store, run_id, **kwargs) == job_id  # reported twice: one row
-    [job] = db.list_jobs(store, run_id)
+    [job] = queries.list_jobs(store, run_id)
     assert (job["status"], job["step"], job["log_path"]) == ("failed", "train", "logs/train/1.log")
     assert job["started"] == datetime(2026, 1, 1, 8, 0)  # stored as UTC
-    [run] = db.list_runs(store)
+    [run] = queries.list_runs(store)
     assert (run["jobs"], run["jobs_ok"], run["jobs_failed"]) == ({"failed": 1}, 0, 1)
 
 
 def test_readers_on_missing_store(tmp_path):
     missing = tmp_path / "none.duckdb"
-    assert db.list_runs(missing) == [] and db.list_jobs(missing, "x") == []
-    assert db.list_metrics(missing) == [] and not missing.exists()
+    assert queries.list_runs(missing) == [] and queries.list_jobs(missing, "x") == []
+    assert queries.list_metrics(missing) == [] and not missing.exists()
 
 
 def test_readers_open_read_only_from_another_process(tmp_path):
     store, run_id = start(tmp_path)
-    code = "import sys; from ground.tracking import db; print(db.list_runs(sys.argv[1])[0]['id'])"
+    code = "import sys; from ground.tracking import queries; print(queries.list_runs(sys.argv[1])[0]['id'])"
     with duckdb.connect(str(store), read_only=True):  # a reader here does not block readers
         out = subprocess.run(
             [sys.executable, "-c", code, str(store)], capture_output=True, text=True, check=True
@@ -277,7 +277,7 @@ def test_readers_wait_for_a_brief_writer(tmp_path):
     writer = subprocess.Popen([sys.executable, "-c", hold, str(store)], stdout=subprocess.PIPE)
     try:
         assert writer.stdout.readline().strip() == b"held"
-        assert [r["id"] for r in db.list_runs(store)] == [run_id]  # retried until released
+        assert [r["id"] for r in queries.list_runs(store)] == [run_id]  # retried until released
     finally:
         writer.wait(timeout=30)
 
@@ -308,7 +308,7 @@ def test_secrets_never_reach_the_database_file(tmp_path, monkeypatch):
     monkeypatch.setenv("GROUND_RUN_ID", run_id)
     db.ingest_records(store, run_id, [run_job(fake_job(tmp_path))])
     db.finish_run(store, run_id, "ok")
-    [run] = db.list_runs(store)
+    [run] = queries.list_runs(store)
     assert run["command_line"] == "ground run --config judge.api_key=***"
 
     with duckdb.connect(str(store)) as con:

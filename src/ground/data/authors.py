@@ -27,10 +27,10 @@ from ground.data.conversations import (
     Turns,
     check_box,
     convert_file,
-    kept_record,
     llava_parts,
 )
-from ground.data.convert import MEDIA_ORDER, Context, RejectRecord, at
+from ground.data.convert import MEDIA_ORDER, Context
+from ground.data.fields import RejectRecord, at
 from ground.data.formats import format_box, parse_boxes, parse_spans
 
 
@@ -115,6 +115,6 @@ def convert_authors(
             check_media_files(media, Path(media_dir))
         check_grounding(turns)
         task = authors_task(entry.stage, media, turns)
-        return kept_record(ctx, raw_id, task, k, media, turns, {"authors_file": entry.authors})
+        return ctx.conversation(raw_id, task, k, media, turns, {"authors_file": entry.authors})
 
     return convert_file(Path(raw_dir) / entry.authors, one, label=entry.authors)

@@ -186,7 +186,7 @@ DATASETS_LIST: tuple[Dataset, ...] = (
         authors="Stage3/flickr30k_detail.json", splits=("train", "val", "test"),
     ),
     Dataset(
-        "vcr", 3, "image", ("{split}.jsonl",), f"{_IMAGE}:convert_vcr", "vcr",
+        "vcr", 3, "image", ("{split}.jsonl",), "ground.data.sources_vcr:convert_vcr", "vcr",
         manual="https://visualcommonsense.com/download/ (terms must be accepted): "
         "{split}.jsonl into {root}/raw/vcr/, vcr1images/ (with its per-image .json metadata) "
         "into {root}/media/vcr/",
@@ -262,3 +262,11 @@ def hub_repos(datasets: list[str], models: list[str] = ()) -> list[str]:
     """The hub repos a recipe's datasets and models come from (for its pinned revisions)."""
     sources = [dataset(d).hub for d in datasets] + [MODELS[m].hub for m in models]
     return sorted({s.repo for s in sources if s is not None})
+
+
+def authors_files(datasets: list[str]) -> list[str]:
+    """The files of AUTHORS_REPO holding the authors' conversion of `datasets` (convert.authors)."""
+    missing = [d for d in datasets if not dataset(d).authors]
+    if missing:
+        raise ValueError(f"convert.authors: the authors published no conversion of {missing}")
+    return sorted({dataset(d).authors for d in datasets})

@@ -18,12 +18,11 @@ and a non-empty media folder `media/<media>/`. The fix is the download command f
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ground.data.catalog import AUTHORS_DIR, DATASETS, MODELS, Dataset, dataset
+from ground.data.catalog import AUTHORS_DIR, DATASETS, MODELS, Dataset
 from ground.data.layout import raw_input
 from ground.eval.benchmarks import benchmark
 
@@ -66,14 +65,6 @@ def check_data(cfg: dict[str, Any], command: str = DOWNLOAD) -> list[Row]:
     return rows
 
 
-def authors_files(datasets: Sequence[str]) -> list[str]:
-    """The files of AUTHORS_REPO holding the authors' conversion of `datasets` (convert.authors)."""
-    missing = [d for d in datasets if not dataset(d).authors]
-    if missing:
-        raise ValueError(f"convert.authors: the authors published no conversion of {missing}")
-    return sorted({dataset(d).authors for d in datasets})
-
-
 def needed_splits(cfg: dict[str, Any]) -> dict[str, list[str]]:
     """dataset -> the splits the recipe converts (those the dataset has; all of them if it has
     none of convert.splits) or evaluates. Split names are the pipeline's (`train`)."""
@@ -94,10 +85,11 @@ def needed_splits(cfg: dict[str, Any]) -> dict[str, list[str]]:
 
 def dataset_row(
     root: Path, name: str, splits: list[str], command: str = DOWNLOAD, *, authors: bool = False,
-    listed: bool = True,
+    listed: bool = True, count_media: bool = True,
 ) -> Row:  # fmt: skip
     """The state of one catalog dataset for `splits`; `authors`: it comes from the authors'
-    JSON; `listed`: it is in download.datasets (else the fix says to add it)."""
+    JSON; `listed`: it is in download.datasets (else the fix says to add it); without
+    `count_media` the media folder is only checked for being non-empty."""
     ds = DATASETS.get(name)
     if ds is None:
         return Row("dataset", name, "missing", 0, 0,
@@ -113,7 +105,7 @@ def dataset_row(
     if lacking:
         fixes.append(download_fix(ds, command, listed) if ds.hub else manual_text(ds, root, lacking))
     media = root / "media" / ds.media
-    media_files = count_files(media)
+    media_files = count_files(media, None if count_media else 1)
     if media_files == 0:
         fetched = ds.hub is not None and ds.hub.archives
         fixes.append(
@@ -172,11 +164,14 @@ def manual_text(ds: Dataset, root: Path, splits: list[str]) -> str:
     return "\n".join(dict.fromkeys(texts))
 
 
-def count_files(folder: Path) -> int:
-    """Files under `folder` (0 if it does not exist), not counting extraction markers."""
+def count_files(folder: Path, stop_at: int | None = None) -> int:
+    """Files under `folder` (0 if it does not exist), not counting extraction markers; the
+    walk stops once `stop_at` are found (a media folder may hold millions)."""
     count = 0
     for _, _, files in os.walk(folder):
         count += sum(1 for f in files if not f.startswith(".extracted-"))
+        if stop_at is not None and count >= stop_at:
+            break
     return count
 
 

@@ -35,16 +35,10 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ground.data.convert import (
-    MEDIA_ORDER,
-    Context,
-    RejectRecord,
-    at,
-    field,
-    list_field,
-    text_field,
-)
+from ground.data.convert import MEDIA_ORDER, Context
+from ground.data.fields import RejectRecord, at, field, list_field, text_field
 from ground.data.formats import format_box
+from ground.data.jsonl import read_json
 from ground.train.template import STOP
 
 Records = list[dict[str, Any]]
@@ -67,19 +61,6 @@ _LEADING_TOKENS = re.compile(r"^(?:<(?:sound|video|image)>\n)+")
 # ---------------------------------------------------------------------------- reading
 
 
-def read_items(path: Path) -> list[Any]:
-    """The JSON list of a published file; FileNotFoundError / ValueError naming the file."""
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: published file not found")
-    try:
-        items = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON: {err}") from None
-    if not isinstance(items, list):
-        raise ValueError(f"{path}: expected a JSON list of records, got {type(items).__name__}")
-    return items
-
-
 def raw_id_field(item: dict[str, Any]) -> str:
     value = field(item, "id")
     if isinstance(value, bool) or not isinstance(value, str | int) or not str(value).strip():
@@ -99,7 +80,7 @@ def convert_file(
     rejected: list[dict[str, Any]] = []
     first: dict[bytes, int] = {}  # digest of a record's content -> its index
     seen: Counter[str] = Counter()
-    for index, item in enumerate(read_items(path)):
+    for index, item in enumerate(read_json(path, list, "a JSON list of records")):
         raw_id = None
         try:
             if not isinstance(item, dict):
@@ -208,27 +189,6 @@ def question_text(turn: dict[str, str]) -> str:
     return _LEADING_TOKENS.sub("", turn["value"])
 
 
-def kept_record(
-    ctx: Context,
-    raw_id: str,
-    task: str,
-    k: int,
-    media: dict[str, str],
-    turns: Turns,
-    meta: dict[str, Any],
-) -> dict[str, Any]:
-    """A record keeping its published conversation, in `Context.record`'s shape."""
-    return {
-        "id": f"{ctx.dataset}-{ctx.split}-{raw_id}-{task}-{k}",
-        "dataset": ctx.dataset,
-        "split": ctx.split,
-        "task": task,
-        **{kind: media[kind] for kind in MEDIA_ORDER if kind in media},
-        "conversations": turns,
-        "meta": {"raw_id": raw_id, **meta},
-    }
-
-
 # ---------------------------------------------------------------------------- boxes and spans
 
 
@@ -264,7 +224,7 @@ def caption_or_kept(
     """One human/gpt pair: a caption record with the question re-drawn from the pool of the
     medium's caption task; a longer conversation: kept as an instruction record."""
     if len(turns) != 2:
-        return kept_record(ctx, raw_id, INSTRUCTION, k, media, turns, meta)
+        return ctx.conversation(raw_id, INSTRUCTION, k, media, turns, meta)
     task = CAPTION_TASK[next(kind for kind in MEDIA_ORDER if kind in media)]
     meta = {**meta, "raw_question": question_text(turns[0])}
     return ctx.record(raw_id, task, k, media, turns[1]["value"], meta)
@@ -334,7 +294,7 @@ def convert_llava_mix665k(dataset: str, raw_dir: Path, split: str, seed: int) ->
         media, turns = llava_parts(item, ("image",))
         if media:
             turns = reformat_boxes(turns)
-        return kept_record(ctx, raw_id, INSTRUCTION, k, media, turns, {})
+        return ctx.conversation(raw_id, INSTRUCTION, k, media, turns, {})
 
     return convert_file(Path(raw_dir) / "llava_v1_5_mix665k.json", one)
 
@@ -347,7 +307,7 @@ def convert_valley_instruct(dataset: str, raw_dir: Path, split: str, seed: int) 
         media, turns = llava_parts(valley_tokens(item), ("video",), ("video",))
         media = valley_media(media, item, by_source=True)
         meta = {"source": item["source"]} if "source" in item else {}
-        return kept_record(ctx, raw_id, INSTRUCTION, k, media, turns, meta)
+        return ctx.conversation(raw_id, INSTRUCTION, k, media, turns, meta)
 
     return convert_file(Path(raw_dir) / "valley_instruct_73k.json", one)
 
@@ -394,7 +354,7 @@ def convert_videochat_11k(dataset: str, raw_dir: Path, split: str, seed: int) ->
     def one(item: dict[str, Any], raw_id: str, k: int) -> dict[str, Any]:
         llava_item = {"video": item["video"], "conversations": videochat_turns(item)}
         media, turns = llava_parts(llava_item, ("video",), ("video",))
-        return kept_record(ctx, raw_id, INSTRUCTION, k, media, turns, {})
+        return ctx.conversation(raw_id, INSTRUCTION, k, media, turns, {})
 
     return convert_file(Path(raw_dir) / "videochat_instruct_11k.json", one, raw_id_of=video_id)
 

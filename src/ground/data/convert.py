@@ -19,12 +19,20 @@ import hashlib
 import json
 import random
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from ground.data.fields import (
+    RejectRecord,
+    at,
+    field,
+    index_field,
+    list_field,
+    positive_field,
+    text_field,
+)
 from ground.data.formats import (
     box_to_square,
     format_box,
@@ -33,19 +41,11 @@ from ground.data.formats import (
     validate_span_s,
 )
 from ground.data.jsonl import brief_summary, write_outputs
-
-# Re-exported: `ground.data.convert.write_*_atomic` predate `ground.data.jsonl`.
-from ground.data.jsonl import write_jsonl_atomic as write_jsonl_atomic
-from ground.data.jsonl import write_text_atomic as write_text_atomic
 from ground.data.templates import TEMPLATE_VERSION, render
 
 # Order of media tokens inside the first human turn, as the model splices them.
 MEDIA_ORDER = ("sound", "video", "image")
 REASONS_IN_ERROR = 5
-
-
-class RejectRecord(ValueError):
-    """A raw record that cannot be converted; the message is the reason put in the manifest."""
 
 
 @dataclass(frozen=True)
@@ -95,69 +95,25 @@ class Context:
         """
         question = render(task, self.rng(raw_id, task, k), **slots)
         tokens = "".join(f"<{kind}>\n" for kind in MEDIA_ORDER if kind in media)
+        turns = [{"from": "human", "value": tokens + question}, {"from": "gpt", "value": answer}]
+        return self.conversation(raw_id, task, k, media, turns, meta)
+
+    def conversation(
+        self, raw_id: str, task: str, k: int, media: dict[str, str], turns: list, meta: dict
+    ) -> dict[str, Any]:
+        """Record `k` of `task` holding `turns` as given (e.g. a published conversation)."""
         return {
             "id": f"{self.dataset}-{self.split}-{raw_id}-{task}-{k}",
             "dataset": self.dataset,
             "split": self.split,
             "task": task,
             **{kind: media[kind] for kind in MEDIA_ORDER if kind in media},
-            "conversations": [
-                {"from": "human", "value": tokens + question},
-                {"from": "gpt", "value": answer},
-            ],
+            "conversations": turns,
             "meta": {"raw_id": raw_id, **meta},
         }
 
 
 Converter = Callable[[dict[str, Any], Context], list[dict[str, Any]]]
-
-
-# ---------------------------------------------------------------------------- field checks
-
-
-def field(raw: dict[str, Any], name: str) -> Any:
-    if name not in raw:
-        raise RejectRecord(f"missing field {name!r}")
-    return raw[name]
-
-
-def text_field(raw: dict[str, Any], name: str) -> str:
-    value = field(raw, name)
-    if not isinstance(value, str) or not value.strip():
-        raise RejectRecord(f"field {name!r} must be a non-empty string, got {value!r}")
-    return value.strip()
-
-
-def positive_field(raw: dict[str, Any], name: str) -> float:
-    value = field(raw, name)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise RejectRecord(f"field {name!r} must be a positive number, got {value!r}")
-    return value
-
-
-def list_field(raw: dict[str, Any], name: str) -> list[Any]:
-    value = field(raw, name)
-    if not isinstance(value, list):
-        raise RejectRecord(f"field {name!r} must be a list, got {type(value).__name__}")
-    return value
-
-
-@contextmanager
-def at(where: str) -> Iterator[None]:
-    """Prefix a rejection (or a format check's ValueError) with where in the record it arose."""
-    try:
-        yield
-    except ValueError as err:
-        raise RejectRecord(f"{where}: {err}") from None
-
-
-def index_field(raw: dict[str, Any], name: str, length: int, into: str) -> int:
-    value = field(raw, name)
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < length:
-        raise RejectRecord(
-            f"field {name!r}={value!r} is not an index into {into} (0..{length - 1})"
-        )
-    return value
 
 
 def image_objects(raw: dict[str, Any], width: float, height: float) -> list[dict[str, Any]]:

@@ -48,7 +48,7 @@ def download(
     """Run the download step for the `download` config section; returns a summary.
 
     `promised`: the annotation files the convert step will read (`layout.raw_files`);
-    `authors_files`: files of the authors' repo to fetch (`check.authors_files(convert.authors)`).
+    `authors_files`: files of the authors' repo to fetch (`catalog.authors_files(convert.authors)`).
     Both only matter for `source: hub`."""
     if cfg["source"] == "synthetic":
         return download_demo(Path(cfg["root"]), seed=cfg["seed"], corpus=cfg["demo"],
@@ -195,10 +195,10 @@ def pending_manual(
     for name in cfg["datasets"]:
         ds = dataset(name)
         splits = list(ds.splits) if promised is None else _splits_of(ds, root, promised)
-        row = dataset_row(root, name, splits or list(ds.splits))
+        row = dataset_row(root, name, splits or list(ds.splits), count_media=False)
         if row.status != "present" and ds.manual:
             pending.append({"dataset": name, "status": row.status, "missing": row.missing,
-                            "media_files": row.media_files, "manual": row.fix})  # fmt: skip
+                            "media_present": row.media_files > 0, "manual": row.fix})  # fmt: skip
     for name in cfg["pretrained"]:
         row = model_row(root, name)
         if row.status != "present" and MODELS[name].hub is None:
@@ -244,17 +244,13 @@ def main() -> None:
 def hub_arguments(cfg: dict[str, Any]) -> dict[str, Any]:
     """`promised` and `authors_files` of a whole recipe (`python -m`), as the Snakefile derives
     them: the convert step's raw inputs (`layout.raw_files`) and the authors' files."""
-    from ground.data.check import authors_files
-    from ground.data.layout import raw_files
-    from ground.eval.benchmarks import benchmark
+    from ground.data.catalog import authors_files
+    from ground.data.layout import recipe_raw_files
 
     if cfg["download"]["source"] != "hub":
         return {}
-    convert = cfg["convert"]
-    evaluated = [(benchmark(b).dataset, s) for b in cfg["eval"]["benchmarks"]
-                 for s in benchmark(b).splits]  # fmt: skip
-    promised = raw_files(cfg["download"], convert["splits"], evaluated, convert["authors"])
-    return {"promised": promised, "authors_files": authors_files(convert["authors"])}
+    authors = authors_files(cfg["convert"]["authors"])
+    return {"promised": recipe_raw_files(cfg), "authors_files": authors}
 
 
 if __name__ == "__main__":

@@ -18,14 +18,15 @@ keeps the ground truth in original units for scoring; values changed by clipping
 from __future__ import annotations
 
 import csv
-import json
 import math
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from ground.data.convert import Context, RejectRecord
+from ground.data.convert import Context
+from ground.data.fields import RejectRecord
 from ground.data.formats import box_to_square, format_box, format_span
+from ground.data.jsonl import read_json
 from ground.data.safe_pickle import load_plain_pickle
 
 Records = list[dict[str, Any]]
@@ -158,7 +159,7 @@ def convert_charades_sta(
 
 def read_coco_instances(instances_json: Path) -> tuple[dict[int, dict], dict[int, dict]]:
     """(images by id, annotations by id) of a COCO `instances.json`."""
-    data = json.loads(Path(instances_json).read_text(encoding="utf-8"))
+    data = read_json(instances_json)
     if not isinstance(data, dict) or not {"images", "annotations"} <= set(data):
         raise ValueError(f"{instances_json}: expected a COCO object with images and annotations")
     images = {image["id"]: image for image in data["images"]}
@@ -294,9 +295,7 @@ def convert_vggss(
     size, so mapping a prediction back to the frame is the scorer's job. Out-of-range values are
     clipped, degenerate boxes dropped (counts in `meta["clipped"]`); no valid box -> rejected.
     """
-    entries = json.loads(Path(vggss_json).read_text(encoding="utf-8"))
-    if not isinstance(entries, list):
-        raise ValueError(f"{vggss_json}: expected a list of entries")
+    entries = read_json(vggss_json, list, "a list of entries")
     ctx = Context.annotations_only("vggss", split, seed)
     records: Records = []
     rejected: list[dict[str, Any]] = []

@@ -95,7 +95,7 @@ class Result:
 
 def requests_for(cfg: dict[str, Any], authors_files: Sequence[str] = ()) -> list[Request]:
     """The repos of a `download` section: every hub-carried dataset and model, and the
-    authors' files asked for (`check.authors_files(convert.authors)`). Datasets and models the
+    authors' files asked for (`catalog.authors_files(convert.authors)`). Datasets and models the
     hub lacks are left to their `manual`."""
     requests = []
     for name in cfg["datasets"]:
@@ -158,17 +158,16 @@ def write_lock(root: Path, lock: dict[str, Any]) -> None:
 
 def read_lock(root: Path) -> dict[str, Any]:
     """`<root>/download.lock.json`, or an empty lock (none yet, or unreadable: all is rehashed)."""
-    path = Path(root) / LOCK_NAME
+    path, empty = Path(root) / LOCK_NAME, {"version": 1, "repos": {}}
     try:
         lock = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        return {"version": 1, "repos": {}}
+        return empty
     except (OSError, json.JSONDecodeError) as err:
         log.warning("%s: unreadable (%s); every file will be checked again", path, err)
-        return {"version": 1, "repos": {}}
-    if not isinstance(lock, dict) or not isinstance(lock.get("repos"), dict):
-        return {"version": 1, "repos": {}}
-    return lock
+        return empty
+    ok = isinstance(lock, dict) and isinstance(lock.get("repos"), dict)
+    return lock if ok else empty
 
 
 def select(paths: Sequence[str], request: Request) -> list[str]:

@@ -58,12 +58,16 @@ def brief_summary(summary: dict[str, Any]) -> str:
     return json.dumps({k: v for k, v in summary.items() if k != "rejected"}, indent=2)
 
 
-def read_json(path: Path) -> Any:
-    """A whole JSON file (a published annotation file); errors name the file."""
+def read_json(path: Path, expect: type | None = None, what: str = "") -> Any:
+    """A whole JSON file (a published annotation file), of type `expect` (described as `what`
+    when it is not); errors name the file."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: published annotation file not found")
+        raise FileNotFoundError(f"{path}: published file not found")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}: not valid JSON ({err})") from None
+    if expect is not None and not isinstance(data, expect):
+        raise ValueError(f"{path}: expected {what}, got {type(data).__name__}")
+    return data

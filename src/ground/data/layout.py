@@ -29,6 +29,16 @@ def raw_files(
     return list(dict.fromkeys(files))
 
 
+def recipe_raw_files(config: dict[str, Any]) -> list[str]:
+    """`raw_files` of a whole recipe: its converted splits and its benchmarks' splits."""
+    from ground.eval.benchmarks import benchmark
+
+    evaluated = [(benchmark(b).dataset, s) for b in config["eval"]["benchmarks"]
+                 for s in benchmark(b).splits]  # fmt: skip
+    convert = config["convert"]
+    return raw_files(config["download"], convert["splits"], evaluated, convert["authors"])
+
+
 def raw_input(root: str, dataset: str, split: str, authors: list[str] = ()) -> list[str]:
     """What the convert step reads for one (dataset, split): `raw/<dataset>/<split>.jsonl` for
     the demo, the published files of a real dataset (`ground.data.catalog`), or the authors'

@@ -14,12 +14,13 @@ dataset's media folder) in `ground.data.convert`'s schema, and one `{"id", "line
 from __future__ import annotations
 
 import csv
-import json
 import math
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ground.data.convert import Context, RejectRecord
+from ground.data.convert import Context
+from ground.data.fields import RejectRecord
+from ground.data.jsonl import read_json
 
 Records = list[dict[str, Any]]
 Result = tuple[Records, list[dict[str, Any]]]
@@ -66,10 +67,7 @@ def wavcaps_audio(entry: dict[str, Any]) -> tuple[str, str]:
 
 def wavcaps_source(path: Path, folder: str, ctx: Context) -> Result:
     """The caption records of one WavCaps json file (`{"data": [...]}`)."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from err
+    data = read_json(path)
     entries = data.get("data") if isinstance(data, dict) else None
     if not isinstance(entries, list):
         raise ValueError(f"{path}: expected an object with a 'data' list")

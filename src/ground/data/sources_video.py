@@ -17,13 +17,13 @@ duration was clipped, the original end in `meta["clipped"]["end_s"]`.
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from ground.data.convert import Context, RejectRecord
+from ground.data.convert import Context
 from ground.data.evalsets import charades_segment
+from ground.data.fields import RejectRecord, finite_number, plain_text
 from ground.data.formats import format_span
 from ground.data.jsonl import read_json
 
@@ -34,23 +34,11 @@ DIDEMO_SEGMENT_S = 5.0  # DiDeMo annotates moments as runs of 5-second segments
 DIDEMO_DEFAULT_SEGMENTS = 6  # videos are cut at 30 s when `num_segments` is absent
 
 
-def _number(value: Any, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise RejectRecord(f"{what} {value!r} is not a finite number")
-    return float(value)
-
-
-def _text(value: Any, what: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise RejectRecord(f"{what} {value!r} is not a non-empty string")
-    return value.strip()
-
-
 def segment(bounds: Any, duration: float, what: str) -> tuple[list[float], dict[str, float]]:
     """`[start, end]` seconds clipped to `[0, duration]` and what was clipped (see evalsets)."""
     if not isinstance(bounds, list | tuple) or len(bounds) != 2:
         raise RejectRecord(f"{what} {bounds!r} is not [start, end]")
-    start, end = (_number(v, what) for v in bounds)
+    start, end = (finite_number(v, what) for v in bounds)
     return charades_segment(start, end, duration)
 
 
@@ -129,8 +117,8 @@ def didemo_event(entry: Any) -> tuple[str, str, str, list[float], dict[str, Any]
     raw_id = entry.get("annotation_id")
     if isinstance(raw_id, bool) or not isinstance(raw_id, int | str) or not str(raw_id).strip():
         raise RejectRecord(f"annotation_id {raw_id!r} is missing or not an id")
-    video = _text(entry.get("video"), "video")
-    description = _text(entry.get("description"), "description")
+    video = plain_text(entry.get("video"), "video")
+    description = plain_text(entry.get("description"), "description")
     num_segments = entry.get("num_segments", DIDEMO_DEFAULT_SEGMENTS)
     if isinstance(num_segments, bool) or not isinstance(num_segments, int) or num_segments < 1:
         raise RejectRecord(f"num_segments {num_segments!r} is not a positive integer")
@@ -152,9 +140,7 @@ def convert_didemo(dataset: str, raw_dir: Path, split: str, seed: int) -> Result
     relative to `5 * num_segments` seconds (the length DiDeMo's segments cover).
     """
     path = Path(raw_dir) / f"{split}_data.json"
-    entries = read_json(path)
-    if not isinstance(entries, list):
-        raise ValueError(f"{path}: expected a list of annotations")
+    entries = read_json(path, list, "a list of annotations")
     ctx = Context.annotations_only(dataset, split, seed)
     records: Records = []
     rejected: list[dict[str, Any]] = []
@@ -177,7 +163,7 @@ def hirest_video(
     ctx: Context, query: str, video: str, entry: dict[str, Any], seen: Counter[str], where: str
 ) -> tuple[Records, list[dict[str, Any]]]:
     """Records of one relevant (query, video) entry: the query's moment, then each step's."""
-    duration = _number(entry.get("v_duration"), "v_duration")
+    duration = finite_number(entry.get("v_duration"), "v_duration")
     if duration <= 0:
         raise RejectRecord(f"v_duration {duration} is not positive")
     bounds, clipped = segment(entry["bounds"], duration, "bounds")
@@ -192,7 +178,7 @@ def hirest_video(
         try:
             if not isinstance(step, dict):
                 raise RejectRecord(f"expected an object, got {type(step).__name__}")
-            heading = _text(step.get("heading"), "heading")
+            heading = plain_text(step.get("heading"), "heading")
             span_s, clipped = segment(step.get("absolute_bounds"), duration, "absolute_bounds")
         except RejectRecord as err:
             rejected.append({"id": f"{vid}/step{i}", "reason": f"{where} steps[{i}]: {err}"})
@@ -216,9 +202,7 @@ def convert_hirest(dataset: str, raw_dir: Path, split: str, seed: int) -> Result
     (not errors). Record `k` counts a video's events in file order, so ids are stable.
     """
     path = Path(raw_dir) / f"all_data_{split}.json"
-    data = read_json(path)
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected an object {{query: {{video: entry}}}}")
+    data = read_json(path, dict, "an object {query: {video: entry}}")
     ctx = Context.annotations_only(dataset, split, seed)
     records: Records = []
     rejected: list[dict[str, Any]] = []
@@ -233,7 +217,7 @@ def convert_hirest(dataset: str, raw_dir: Path, split: str, seed: int) -> Result
                 continue
             where = f"{path.name}: query {query!r} video {video!r}"
             try:
-                text = _text(query, "query")
+                text = plain_text(query, "query")
                 converted, bad = hirest_video(ctx, text, video, entry, seen, where)
             except RejectRecord as err:
                 rejected.append({"id": f"{query}/{video}", "reason": f"{where}: {err}"})
@@ -250,7 +234,7 @@ def activitynet_pairs(entry: Any) -> tuple[float, list[tuple[Any, Any]]]:
     """(duration, [(timestamp, sentence)]) of one video; RejectRecord if the lists differ."""
     if not isinstance(entry, dict):
         raise RejectRecord(f"expected an object, got {type(entry).__name__}")
-    duration = _number(entry.get("duration"), "duration")
+    duration = finite_number(entry.get("duration"), "duration")
     if duration <= 0:
         raise RejectRecord(f"duration {duration} is not positive")
     timestamps, sentences = entry.get("timestamps"), entry.get("sentences")
@@ -268,9 +252,7 @@ def convert_activitynet_captions(dataset: str, raw_dir: Path, split: str, seed: 
     clipping its end to the duration) is rejected alone, its index named.
     """
     path = Path(raw_dir) / f"{split}.json"
-    data = read_json(path)
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected an object {{video id: annotation}}")
+    data = read_json(path, dict, "an object {video id: annotation}")
     ctx = Context.annotations_only(dataset, split, seed)
     records: Records = []
     rejected: list[dict[str, Any]] = []
@@ -282,7 +264,7 @@ def convert_activitynet_captions(dataset: str, raw_dir: Path, split: str, seed: 
             continue
         for k, (stamp, sentence) in enumerate(pairs):
             try:
-                text = _text(sentence, "sentence")
+                text = plain_text(sentence, "sentence")
                 span_s, clipped = segment(stamp, duration, "timestamp")
             except RejectRecord as err:
                 reason = f"{path.name}: video {vid} pair {k}: {err}"

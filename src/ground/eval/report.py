@@ -22,7 +22,7 @@ from typing import Any
 
 from ground.eval.benchmarks import BENCHMARKS, COUNTS, PAPER, prediction, truth
 from ground.eval.run import read_predictions
-from ground.tracking import db as tracking
+from ground.tracking import queries
 from ground.train.data import load_records
 
 EXAMPLES = 4
@@ -30,14 +30,14 @@ EXAMPLES = 4
 
 def write_report(db: Path, root: Path, out_dir: Path, run_id: str | None = None) -> Path:
     """Write `out_dir/<run>.html` for `run_id` (default: the latest run with benchmark scores)."""
-    metrics = tracking.list_metrics(db, run_id=run_id)
+    metrics = queries.list_metrics(db, run_id=run_id)
     if run_id is None:
         scored = [m for m in metrics if m["benchmark"] in BENCHMARKS]
         if not scored:
             raise ValueError(f"{db}: no run has benchmark scores yet (run `ground run` or `ground eval`)")
         run_id = scored[-1]["run_id"]
         metrics = [m for m in metrics if m["run_id"] == run_id]
-    runs = {r["id"]: r for r in tracking.list_runs(db, limit=10_000)}
+    runs = {r["id"]: r for r in queries.list_runs(db, limit=10_000)}
     if run_id not in runs:
         raise ValueError(f"{db}: no run {run_id!r} (see `ground runs`)")
     sections = [
@@ -118,7 +118,7 @@ def _img(fig: Any) -> str:
 
 
 def _examples_section(db: Path, run_id: str, metrics: list[dict[str, Any]], root: Path) -> str:
-    records = {j["id"]: j["record_path"] for j in tracking.list_jobs(db, run_id)}
+    records = {j["id"]: j["record_path"] for j in queries.list_jobs(db, run_id)}
     folders = {}
     for m in metrics:
         if m["benchmark"] in BENCHMARKS and m["at_step"] is None and records.get(m["job_id"]):

@@ -7,7 +7,8 @@ Only the `ground` head process writes (one short read-write connection per call)
     db.ingest_records(path, run_id, db.find_records(Path("results")), step_of=step_of_rule)
     db.finish_run(path, run_id, "ok")
 
-Readers (`list_runs`, `list_jobs`, `list_metrics`) open the file read-only; [] if it is absent.
+Readers (`list_runs`, `list_jobs`, `list_metrics`, `compare_metrics`) are in
+`ground.tracking.queries`.
 
 Tables: `ground.tracking.schema`, TIMESTAMPs in UTC. Secrets (keys named like api_key, token,
 secret, password) become "***" before anything reaches the file. DuckDB allows one read-write
@@ -67,7 +68,7 @@ class TrackingBusy(RuntimeError):
 
 
 @contextmanager
-def _connect(
+def connect(
     db: Path, *, read_only: bool = False, wait_s: float = 30.0
 ) -> Iterator[duckdb.DuckDBPyConnection]:
     """A short-lived connection; retried while another process holds the file lock.
@@ -121,7 +122,7 @@ def start_run(
     now = datetime.now(UTC)
     run_id = f"{now:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
     safe_config = redact(json_safe(config))
-    with _connect(db) as con, _transaction(con):
+    with connect(db) as con, _transaction(con):
         insert(
             con, "runs", id=run_id, started=_naive_utc(now), status=RUN_RUNNING,
             config_hash=config_hash(safe_config), git_commit=git_commit(workdir),
@@ -133,7 +134,7 @@ def start_run(
 
 def finish_run(db: Path, run_id: str, status: str) -> None:
     """Stamp the run's end time and final status (e.g. "ok", "failed", "interrupted")."""
-    with _connect(db) as con, _transaction(con):
+    with connect(db) as con, _transaction(con):
         updated = con.execute(
             "UPDATE runs SET finished = ?, status = ? WHERE id = ?",
             [_naive_utc(datetime.now(UTC)), status, run_id],
@@ -199,7 +200,7 @@ def ingest_records(db: Path, run_id: str, records: list[Path], step_of: StepOf =
         parsed.append((Path(path), job_id, record))
     ingested = 0
     if parsed:
-        with _connect(db) as con:
+        with connect(db) as con:
             for path, job_id, record in parsed:
                 with _transaction(con):
                     ingested += _insert_record(con, path, job_id, record, run_id, step_of)
@@ -268,7 +269,7 @@ def record_failure(
     end = _parse_time(finished) if finished is not None else None
     key = json.dumps([run_id, rule, wildcards, str(start)], sort_keys=True)
     job_id = "f" + hashlib.sha256(key.encode()).hexdigest()[:15]
-    with _connect(db) as con, _transaction(con):
+    with connect(db) as con, _transaction(con):
         if con.execute("SELECT 1 FROM jobs WHERE id = ?", [job_id]).fetchone():
             return job_id
         insert(
@@ -301,115 +302,3 @@ def _naive_utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         return value  # already UTC by this module's convention
     return value.astimezone(UTC).replace(tzinfo=None)
-
-
-# ---------------------------------------------------------------------------- readers
-
-
-@contextmanager
-def _reader(db: Path) -> Iterator[duckdb.DuckDBPyConnection | None]:
-    """Read-only connection, or None when there is no store (or no schema) yet."""
-    if not Path(db).is_file():
-        yield None
-        return
-    with _connect(db, read_only=True, wait_s=5.0) as con:
-        tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
-        yield con if {"runs", "jobs", "metrics"} <= tables else None
-
-
-def _dicts(cursor: duckdb.DuckDBPyConnection, json_cols: tuple[str, ...] = ()) -> list[dict]:
-    names = [d[0] for d in cursor.description]
-    rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-    for row in rows:
-        for col in json_cols:
-            if isinstance(row.get(col), str):
-                row[col] = json.loads(row[col])
-    return rows
-
-
-def list_runs(db: Path, limit: int = 20) -> list[dict]:
-    """Newest runs first, with `jobs_ok`, `jobs_failed` and `jobs` ({status: count}).
-
-    The stored config is left out (it can be large); query the `runs` table for it.
-    """
-    with _reader(db) as con:
-        if con is None:
-            return []
-        runs = _dicts(
-            con.execute(
-                "SELECT id, started, finished, status, config_hash, git_commit, targets,"
-                " command_line FROM runs ORDER BY started DESC, id DESC LIMIT ?",
-                [limit],
-            ),
-            json_cols=("targets",),
-        )
-        counts = con.execute(
-            "SELECT run_id, status, count(*) FROM jobs GROUP BY run_id, status"
-        ).fetchall()
-        # What the instruction-generation backend was asked for and used (the GPT bill).
-        usage = con.execute(
-            "SELECT run_id, name, sum(value) FROM metrics WHERE benchmark = 'generate'"
-            " AND name IN ('requests', 'tokens_in', 'tokens_out') GROUP BY run_id, name"
-        ).fetchall()
-    by_run: dict[str, dict[str, int]] = {}
-    for run, status, n in counts:
-        by_run.setdefault(run, {})[status] = n
-    spent: dict[str, dict[str, int]] = {}
-    for run, name, total in usage:
-        spent.setdefault(run, {})[name] = int(total)
-    for run in runs:
-        jobs = by_run.get(run["id"], {})
-        # Flat counts too, for table columns; `jobs` keeps any other status.
-        run |= {"jobs_ok": jobs.get(JOB_OK, 0), "jobs_failed": jobs.get(JOB_FAILED, 0)}
-        run["jobs"] = jobs
-        used = spent.get(run["id"], {})
-        run |= {k: used.get(k, 0) for k in ("requests", "tokens_in", "tokens_out")}
-    return runs
-
-
-def list_jobs(db: Path, run_id: str) -> list[dict]:
-    """The jobs of one run, in start order, with wildcards and params decoded."""
-    with _reader(db) as con:
-        if con is None:
-            return []
-        return _dicts(
-            con.execute(
-                "SELECT * FROM jobs WHERE run_id = ? ORDER BY started NULLS LAST, rule, id",
-                [run_id],
-            ),
-            json_cols=("wildcards", "params"),
-        )
-
-
-def list_metrics(db: Path, run_id: str | None = None) -> list[dict]:
-    """Metrics (of one run, or all), with the producing job's rule, step and wildcards."""
-    with _reader(db) as con:
-        if con is None:
-            return []
-        return _dicts(
-            con.execute(
-                "SELECT m.run_id, m.job_id, j.rule, j.step, j.wildcards, m.benchmark, m.split,"
-                " m.name, m.value, m.step AS at_step, m.checkpoint_sha256, m.data_sha256, j.finished"
-                " FROM metrics m"
-                " LEFT JOIN jobs j ON j.id = m.job_id WHERE ? IS NULL OR m.run_id = ?"
-                " ORDER BY j.finished NULLS LAST, m.benchmark, m.split, m.name, m.step",
-                [run_id, run_id],
-            ),
-            json_cols=("wildcards",),
-        )
-
-
-def compare_metrics(db: Path, run_a: str, run_b: str) -> list[dict[str, Any]]:
-    """Scores of two runs side by side (curves left out), with B - A."""
-    rows: dict[tuple, dict[str, Any]] = {}
-    for column, run in (("a", run_a), ("b", run_b)):
-        found = [m for m in list_metrics(db, run_id=run) if m.get("at_step") is None]
-        if not found:
-            raise ValueError(f"run {run!r} has no metrics (see `ground runs`)")
-        for m in found:
-            key = (m["benchmark"] or "", m["split"] or "", m["name"])
-            rows.setdefault(key, {"benchmark": key[0], "split": key[1], "name": key[2]})[column] = m["value"]
-    for row in rows.values():
-        if row.get("a") is not None and row.get("b") is not None:
-            row["b - a"] = row["b"] - row["a"]
-    return [rows[k] for k in sorted(rows)]
