@@ -33,7 +33,7 @@ from transformers import AutoTokenizer
 from ground.data.synthetic_scene import COLORS
 from ground.eval.benchmarks import benchmark, flatten, score_answers
 from ground.eval.infer import answer_batch
-from ground.features.video import decode_all_frames, uniform_timestamps
+from ground.features.video import sample_frames_decode_all, uniform_timestamps
 from ground.model.grounding import GroundingModel
 from ground.train.data import FeatureLookup, StageDataset, collate, load_records
 
@@ -72,17 +72,16 @@ class OracleLookup(FeatureLookup):
 def colour_stats(path: Path, frames: int) -> np.ndarray:
     """[frames, 3 * colours] for the frames the feature step samples: per demo colour, 10 x the
     share of its pixels and the centre of those pixels (x, y in -1..1; 0 when absent)."""
-    pixels = decode_all_frames(path, 32).astype(np.float32)
-    picks = [int((i + 0.5) * len(pixels) / frames) for i in range(frames)]
+    pixels = sample_frames_decode_all(path, frames, 32).astype(np.float32)
     palette = np.array(list(COLORS.values()), dtype=np.float32)
-    near = np.linalg.norm(pixels[picks, :, :, None, :] - palette, axis=-1) < 60  # [F, H, W, C]
+    near = np.linalg.norm(pixels[:, :, :, None, :] - palette, axis=-1) < 60  # [F, H, W, C]
     grid = np.linspace(-1.0, 1.0, pixels.shape[1], dtype=np.float32)
     count = near.sum(axis=(1, 2))
     safe = np.maximum(count, 1)
     x = (near * grid[None, None, :, None]).sum(axis=(1, 2)) / safe
     y = (near * grid[None, :, None, None]).sum(axis=(1, 2)) / safe
     share = 10 * count / (near.shape[1] * near.shape[2])
-    return np.stack([share, x, y], axis=-1).reshape(len(picks), -1).astype(np.float32)
+    return np.stack([share, x, y], axis=-1).reshape(frames, -1).astype(np.float32)
 
 
 def oracle_features(workdir: Path, videos: list[str], frames: int) -> dict[str, np.ndarray]:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_convert import from_pool, question
 
 from ground.data.catalog import DATASETS
 from ground.data.sources_audio import convert_clotho, convert_wavcaps
@@ -30,21 +31,8 @@ MEDIA = Path(__file__).parents[1] / "fixtures" / "media"
 Records = list[dict[str, Any]]
 
 
-def question(record: dict[str, Any]) -> str:
-    return record["conversations"][0]["value"].split("\n")[-1]
-
-
 def answer(record: dict[str, Any]) -> str:
     return record["conversations"][1]["value"]
-
-
-def from_pool(task: str, **slots: str) -> set[str]:
-    filled = set()
-    for template in POOLS[task]:
-        for name, value in slots.items():
-            template = template.replace(f"<{name}>", value)
-        filled.add(template)
-    return filled
 
 
 def by_id(records: Records) -> dict[str, dict[str, Any]]:
