@@ -33,6 +33,9 @@ class DemoCorpus:
     splits: dict[str, int] = field(default_factory=lambda: {"train": 600, "val": 60, "test": 120})
     video_seconds: float = 8.0
     video_fps: int = 8
+    # kinds of video events (appear | move | change); appearances only by default: the tiny
+    # demo model learns to ground them in minutes, not yet motion or colour changes (BENCHMARKS.md)
+    video_events: list[str] = field(default_factory=lambda: ["appear"])
     audio_seconds: float = 6.0
 
 
@@ -187,6 +190,8 @@ class Train:
     max_length: int = 2048
     seed: int = 0
     attn_implementation: str = "sdpa"
+    # adapters standardise their input features with stage-1 statistics (random frozen encoders)
+    standardize_features: bool = False
     stage1: Stage = field(default_factory=Stage)
     stage2: Stage = field(default_factory=lambda: Stage(lr=2e-5, alpha=0.1))
     stage3: Stage = field(default_factory=lambda: Stage(lr=2e-5, alpha=0.1))

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from ground.model.adapters import tokens_per_media
+from ground.model.adapters import feature_statistics, tokens_per_media
 from ground.model.config import GroundingConfig
 from ground.model.grounding import GroundingModel
 from ground.model.tokens import BOUNDARY_TOKENS, MEDIA_TOKENS, SPECIAL_TOKENS, add_special_tokens
@@ -131,6 +132,44 @@ def test_adapter_shapes(model: GroundingModel) -> None:
     }  # fmt: skip
     with pytest.raises(ValueError, match="video has 9 frames"):
         model.adapters["video"](torch.randn(1, 9, 2, 8))
+
+
+def test_feature_statistics_pool_items_and_first_axis() -> None:
+    torch.manual_seed(0)
+    items = [torch.randn(3, 2, 8) * 4 + 1 for _ in range(5)]  # 5 videos, 3 frames, 2 tokens
+    items[2][:, 1, 0] = 7.0
+    for item in items:
+        item[:, 0, 3] = 2.5  # a constant dimension
+    mean, std = feature_statistics(items)
+    pooled = torch.cat(items)  # [15, 2, 8]: frames of all videos
+    assert mean.shape == std.shape == (2, 8)
+    assert torch.allclose(mean, pooled.mean(0)) and torch.allclose(mean[0, 3], torch.tensor(2.5))
+    assert torch.allclose(std[1], pooled.std(0)[1])
+    # the constant dimension gets the floor (1e-3 of the overall std), not 0
+    assert torch.isclose(std[0, 3], 1e-3 * pooled.double().std().float(), rtol=1e-4)
+
+
+def test_standardized_adapters_read_scaled_features(model: GroundingModel, tmp_path: Path) -> None:
+    """With standardize_features the adapters see (x - mean) / std; the buffers are saved."""
+    llm = tiny_llm(model.llm.get_input_embeddings().weight.shape[0])
+    scaled = GroundingModel(llm, replace(tiny_config(), standardize_features=True), model.token_ids)
+    missing, _ = scaled.adapters.load_state_dict(model.adapters.state_dict(), strict=False)
+    assert sorted(missing) == sorted(f"{m}.scale.{b}" for m in SHAPES for b in ("mean", "std"))
+    scaled.eval()
+    torch.manual_seed(3)
+    for modality, shape in SHAPES.items():
+        mean, std = torch.randn(shape[1:]), torch.rand(shape[1:]) + 0.5
+        scaled.adapters[modality].scale.mean.copy_(mean)
+        scaled.adapters[modality].scale.std.copy_(std)
+        features = torch.randn(2, *shape)
+        with torch.no_grad():
+            want = model.adapters[modality]((features - mean) / std)
+            assert torch.allclose(scaled.adapters[modality](features), want, atol=1e-6)
+            assert not torch.allclose(model.adapters[modality](features), want, atol=1e-3)
+    scaled.save_pretrained(tmp_path / "ckpt")
+    loaded = GroundingModel.from_pretrained(tmp_path / "ckpt")
+    assert loaded.config.standardize_features
+    assert torch.equal(loaded.adapters["video"].scale.std, scaled.adapters["video"].scale.std)
 
 
 def test_patch_positions_hold_adapter_outputs(model: GroundingModel) -> None:

@@ -217,6 +217,7 @@ def download_demo(root: Path, *, seed: int, corpus: dict, models: dict) -> dict[
         video_seconds=corpus["video_seconds"],
         video_fps=corpus["video_fps"],
         audio_seconds=corpus["audio_seconds"],
+        video_events=tuple(corpus["video_events"]),
     )
     model_dir = root / "models"
     parts = create_language_parts(root / "raw", model_dir, seed=seed, sizes=models)

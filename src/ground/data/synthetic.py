@@ -45,7 +45,13 @@ from ground.data.synthetic_scene import (
     sample_scene,
     scene_caption,
 )
-from ground.data.synthetic_video import MIN_EVENT_SECONDS, plan_video, render_video, video_caption
+from ground.data.synthetic_video import (
+    EVENT_KINDS,
+    MIN_EVENT_SECONDS,
+    plan_video,
+    render_video,
+    video_caption,
+)
 
 MODALITY_CODE = {"image": 1, "video": 2, "audio": 3}
 _SPLIT_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -63,6 +69,7 @@ class DemoParams:
     video_size: int
     audio_seconds: float
     sample_rate: int
+    video_events: tuple[str, ...] = EVENT_KINDS
 
     def __post_init__(self) -> None:
         if self.seed < 0:
@@ -116,7 +123,7 @@ def video_record(params: DemoParams, split: str, index: int) -> dict:
     rng = sample_rng(params.seed, split, "video", index)
     fps, size = params.video_fps, params.video_size
     n_frames = round(params.video_seconds * fps)
-    actors = plan_video(rng, size, n_frames, fps)
+    actors = plan_video(rng, size, n_frames, fps, params.video_events)
     name = f"{split}_{index:05d}"
     video = f"media/videos/{name}.mp4"
     encode_mp4(render_video(actors, size, n_frames), fps, params.out / video)
@@ -192,6 +199,7 @@ def generate_demo_corpus(
     video_size: int = 64,
     audio_seconds: float = 6.0,
     sample_rate: int = 16000,
+    video_events: tuple[str, ...] = EVENT_KINDS,
 ) -> dict:
     """Write the corpus under `out`; `splits` gives samples per modality. Returns the summary.
 
@@ -209,6 +217,7 @@ def generate_demo_corpus(
         video_size,
         audio_seconds,
         sample_rate,
+        tuple(video_events),
     )
     counts: dict[str, dict[str, int]] = {}
     with ThreadPoolExecutor(max_workers=(os.cpu_count() or 2) + 1) as pool:

@@ -86,9 +86,12 @@ def _span(rng: np.random.Generator, n_frames: int, fps: int, first: int) -> tupl
     return start, start + length
 
 
-def _draft(rng: np.random.Generator) -> tuple[list[str], list[str]] | None:
-    """Kinds (1-3 events, maybe one static shape) and colours in order of use; None if short."""
-    kinds = [str(k) for k in rng.choice(EVENT_KINDS, size=int(rng.integers(1, 4)))]
+def _draft(
+    rng: np.random.Generator, events: tuple[str, ...]
+) -> tuple[list[str], list[str]] | None:
+    """Kinds (1-3 events of `events`, maybe one static shape) and colours in order of use; None
+    if there are too few colours."""
+    kinds = [str(k) for k in rng.choice(events, size=int(rng.integers(1, 4)))]
     if rng.random() < 0.5:
         kinds.append("static")
     colors = [str(c) for c in rng.permutation(list(COLORS))]
@@ -97,10 +100,17 @@ def _draft(rng: np.random.Generator) -> tuple[list[str], list[str]] | None:
     return kinds, colors
 
 
-def plan_video(rng: np.random.Generator, size: int, n_frames: int, fps: int) -> list[Actor]:
-    """Actors for one video: non-overlapping paths (a mover's whole sweep is kept clear)."""
+def plan_video(
+    rng: np.random.Generator, size: int, n_frames: int, fps: int,
+    events: tuple[str, ...] = EVENT_KINDS,
+) -> list[Actor]:  # fmt: skip
+    """Actors for one video, each event of a kind in `events`: non-overlapping paths (a mover's
+    whole sweep is kept clear)."""
+    unknown = sorted(set(events) - set(EVENT_KINDS))
+    if not events or unknown:
+        raise ValueError(f"video events must be some of {EVENT_KINDS}, got {list(events)}")
     for _ in range(100):
-        draft = _draft(rng)
+        draft = _draft(rng, tuple(events))
         if draft is None:
             continue
         kinds, colors = draft

@@ -6,6 +6,13 @@
     >>> adapters["audio"](features)                      # [N, C, Da]     -> [N, audio_queries, H]
     >>> tokens_per_media(cfg)                            # {"image": P, "video": 64, "audio": 8}
 
+With `cfg.standardize_features`, each adapter first maps its features to (x - mean) / std with
+fixed statistics (buffers, saved with the adapters; `set_feature_statistics`), per feature
+dimension, pooled over items and each item's first axis (patches, frames, clips), so a video's
+Q-Former tokens keep one statistic each. It is for random frozen encoders: the demo's tiny frame
+encoder varies across frames by ~5% of its feature scale, too little for the adapter to pick up
+in minutes (benchmarks/temporal_grounding_probe.py), where a pretrained one varies fully.
+
 Initialisation is that of a fresh reference model: Linear layers keep PyTorch's default
 (Kaiming-uniform), the position tables nn.Embedding's default N(0, 1) (same scale as the
 layer-normalised frame tokens they are added to), the learned query tokens N(0, 0.02) (BLIP-2's
@@ -22,6 +29,33 @@ from transformers import Blip2QFormerConfig, Blip2QFormerModel
 from ground.model.config import GroundingConfig
 
 QUERY_STD = 0.02
+
+
+class FeatureScaler(nn.Module):
+    """(x - mean) / std with fixed buffers over the trailing dims of `shape` (identity until set)."""
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(shape))
+        self.register_buffer("std", torch.ones(shape))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return (features - self.mean) / self.std
+
+
+def feature_statistics(items: list[torch.Tensor], floor: float = 1e-3) -> tuple[torch.Tensor, ...]:
+    """(mean, std) of same-shaped items [A, *rest] over the items and axis A, shaped `rest`.
+
+    A dimension that hardly varies gets std `floor` x the features' overall std, so storage
+    noise in a near-constant dimension is not blown up to the scale of real signal."""
+    stacked = torch.stack([item.double() for item in items]).flatten(0, 1)
+    mean, std = stacked.mean(0), stacked.std(0)
+    std = std.clamp_min(floor * stacked.std().clamp_min(1e-12))
+    return mean.float(), std.float()
+
+
+def _scaler(cfg: GroundingConfig, shape: tuple[int, ...]) -> nn.Module:
+    return FeatureScaler(shape) if cfg.standardize_features else nn.Identity()
 
 
 def tokens_per_media(cfg: GroundingConfig) -> dict[str, int]:
@@ -51,22 +85,27 @@ class ImageAdapter(nn.Module):
     def __init__(self, cfg: GroundingConfig) -> None:
         super().__init__()
         self.cfg = cfg
+        self.scale = _scaler(cfg, (cfg.image_dim,))
         self.fc1 = nn.Linear(cfg.image_dim, cfg.llm_hidden)
         self.act = nn.GELU()
         self.fc2 = nn.Linear(cfg.llm_hidden, cfg.llm_hidden)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         _check_shape("image", features, (self.cfg.image_tokens, self.cfg.image_dim))
-        features = features.to(self.fc1.weight.dtype)  # the cache may hold fp16
+        features = self.scale(features.to(self.fc1.weight.dtype))  # the cache may hold fp16
         return self.fc2(self.act(self.fc1(features)))
 
 
 class _QueryAdapter(nn.Module):
     """Position table + Q-Former with learned queries + projection to the LLM width."""
 
-    def __init__(self, cfg: GroundingConfig, dim: int, positions: int, queries: int) -> None:
+    def __init__(
+        self, cfg: GroundingConfig, shape: tuple[int, ...], positions: int, queries: int
+    ) -> None:
         super().__init__()
         self.cfg = cfg
+        dim = shape[-1]
+        self.scale = _scaler(cfg, shape)
         self.position = nn.Embedding(positions, dim)
         self.query_tokens = nn.Parameter(torch.randn(1, queries, cfg.qformer_hidden) * QUERY_STD)
         self.qformer = Blip2QFormerModel(
@@ -94,7 +133,8 @@ class VideoAdapter(_QueryAdapter):
     """Frame f's Q tokens get temporal position f; all F*Q tokens are the Q-Former's keys."""
 
     def __init__(self, cfg: GroundingConfig) -> None:
-        super().__init__(cfg, cfg.video_dim, cfg.max_frames, cfg.video_queries)
+        shape = (cfg.frame_tokens, cfg.video_dim)
+        super().__init__(cfg, shape, cfg.max_frames, cfg.video_queries)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         cfg = self.cfg
@@ -104,7 +144,7 @@ class VideoAdapter(_QueryAdapter):
             raise ValueError(
                 f"video has {frames} frames; the position table holds {cfg.max_frames}"
             )
-        features = features.to(self.position.weight.dtype)
+        features = self.scale(features.to(self.position.weight.dtype))
         # Every Q token of frame f gets position f.
         timed = features + self.position.weight[:frames, None, :]
         return self._attend(timed.flatten(1, 2))
@@ -114,7 +154,7 @@ class AudioAdapter(_QueryAdapter):
     """Clip c's embedding gets position c; the C clip embeddings are the Q-Former's keys."""
 
     def __init__(self, cfg: GroundingConfig) -> None:
-        super().__init__(cfg, cfg.audio_dim, cfg.max_clips, cfg.audio_queries)
+        super().__init__(cfg, (cfg.audio_dim,), cfg.max_clips, cfg.audio_queries)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         cfg = self.cfg
@@ -122,5 +162,5 @@ class AudioAdapter(_QueryAdapter):
         clips = features.shape[1]
         if clips > cfg.max_clips:
             raise ValueError(f"audio has {clips} clips; the position table holds {cfg.max_clips}")
-        features = features.to(self.position.weight.dtype)
+        features = self.scale(features.to(self.position.weight.dtype))
         return self._attend(features + self.position.weight[:clips])

@@ -47,6 +47,9 @@ class GroundingConfig:
     qformer_layers: int = QFORMER_LAYERS  # layers of both Q-Formers (cross-attention in every one)
     qformer_intermediate: int = 3072  # feed-forward width of both Q-Formers
     qformer_dropout: float = 0.1  # hidden and attention dropout (BERT's default, as in BLIP-2)
+    # Adapters standardise their input features with fixed statistics (see adapters.py); off in
+    # the paper's model, whose pretrained encoders give features that vary with their input.
+    standardize_features: bool = False
 
     def __post_init__(self) -> None:
         for f in fields(self):

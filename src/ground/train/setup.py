@@ -14,9 +14,13 @@ from typing import Any
 
 import torch
 
+from ground.model.adapters import feature_statistics
 from ground.model.config import GroundingConfig
 from ground.model.grounding import GroundingModel
 from ground.train.data import FeatureLookup, StageDataset, load_records
+from ground.train.template import RECORD_FIELD
+
+STATISTICS_ITEMS = 512  # media per modality that the adapters' feature statistics are taken from
 
 
 def distributed(deepspeed: Any) -> tuple[int, int, torch.device]:
@@ -55,8 +59,16 @@ def build_model(spec: Any, device: torch.device) -> tuple[GroundingModel, Any, l
     if spec.stage == 1:
         llm_config = json.loads((Path(spec.init) / "config.json").read_text())
         shapes = feature_shapes(spec.feature_index, spec.feature_store)
-        config = GroundingConfig.for_features(shapes, llm_hidden=llm_config["hidden_size"])
+        config = GroundingConfig.for_features(
+            shapes,
+            llm_hidden=llm_config["hidden_size"],
+            standardize_features=bool(spec.common.get("standardize_features", False)),
+        )
         model, tokenizer = GroundingModel.from_base(spec.init, config, attn_implementation=attn)
+        if config.standardize_features:
+            for modality, stats in stage_statistics(spec).items():
+                model.adapters[modality].scale.mean.copy_(stats[0])
+                model.adapters[modality].scale.std.copy_(stats[1])
     else:
         model = GroundingModel.from_pretrained(spec.init, attn_implementation=attn)
         from transformers import AutoTokenizer
@@ -66,6 +78,25 @@ def build_model(spec: Any, device: torch.device) -> tuple[GroundingModel, Any, l
     if spec.hp.get("gradient_checkpointing"):
         model.enable_gradient_checkpointing()
     return model.to(device), tokenizer, trainable
+
+
+def stage_statistics(spec: Any) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Per modality, the feature statistics (`adapters.feature_statistics`) of up to
+    STATISTICS_ITEMS media of the stage's records, evenly spaced in sorted order (deterministic)."""
+    lookup = FeatureLookup({m: Path(p) for m, p in spec.feature_index.items()}, Path(spec.feature_store))
+    media: dict[str, set[str]] = {m: set() for m in spec.feature_index}
+    for record in load_records([Path(p) for p in spec.records]):
+        for modality in media:
+            if isinstance(record.get(RECORD_FIELD[modality]), str):
+                media[modality].add(record[RECORD_FIELD[modality]])
+    stats = {}
+    for modality, paths in media.items():
+        ordered = sorted(p for p in paths if lookup.has(modality, p))
+        if ordered:
+            step = max(1, len(ordered) // STATISTICS_ITEMS)
+            items = [lookup.load(modality, p) for p in ordered[::step][:STATISTICS_ITEMS]]
+            stats[modality] = feature_statistics(items)
+    return stats
 
 
 def build_data(spec: Any, model: GroundingModel, tokenizer: Any) -> StageDataset:
