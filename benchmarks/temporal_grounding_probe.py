@@ -12,6 +12,10 @@ next to the loss with the batch's videos shuffled (equal losses: the model ignor
     python benchmarks/temporal_grounding_probe.py --workdir DIR --oracle --per-frame \
         --frame-aligned --single-event --steps 3000 --every 750
 
+    # only "is visible" queries, the cached features standardised as `train.standardize_features`
+    # does (for a run made without it)
+    python benchmarks/temporal_grounding_probe.py --workdir DIR --events appear --standardize
+
 Decoding the frames for `--oracle` takes a few minutes once; they are kept in
 DIR/cache/probe_oracle.npz.
 """
@@ -34,10 +38,12 @@ from ground.data.synthetic_scene import COLORS
 from ground.eval.benchmarks import benchmark, flatten, score_answers
 from ground.eval.infer import answer_batch
 from ground.features.video import sample_frames_decode_all, uniform_timestamps
+from ground.model.adapters import feature_statistics
 from ground.model.grounding import GroundingModel
 from ground.train.data import FeatureLookup, StageDataset, collate, load_records
 
 TASK = "temporal_grounding"
+EVENT_WORDS = {"appear": " is visible", "move": " moves ", "change": " turns "}  # in the query
 
 
 class PerFrameAdapter(nn.Module):
@@ -51,6 +57,21 @@ class PerFrameAdapter(nn.Module):
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         tokens = features[:, :, 0].float() + self.position.weight[: features.shape[1]]
         return self.fc2(nn.functional.gelu(self.fc1(tokens)))
+
+
+class StandardizedLookup:
+    """Video features as (x - mean) / std, statistics of `videos` (as the adapters' FeatureScaler)."""
+
+    def __init__(self, lookup: FeatureLookup, videos: list[str]) -> None:
+        self.lookup = lookup
+        self.mean, self.std = feature_statistics([lookup.load("video", v) for v in videos])
+
+    def has(self, modality: str, media: str) -> bool:
+        return self.lookup.has(modality, media)
+
+    def load(self, modality: str, media: str) -> torch.Tensor:
+        features = self.lookup.load(modality, media)
+        return (features.float() - self.mean) / self.std if modality == "video" else features
 
 
 class OracleLookup(FeatureLookup):
@@ -111,6 +132,9 @@ def align_to_frames(record: dict, frames: int) -> dict | None:
 def select(args: argparse.Namespace, split: str, events: dict[str, int]) -> list[dict]:
     path = args.workdir / f"results/convert/demo_video/{split}.jsonl"
     records = load_records([path], tasks={TASK})
+    if args.events:
+        words = [EVENT_WORDS[kind] for kind in args.events.split(",")]
+        records = [r for r in records if any(w in r["meta"]["query"] + " " for w in words)]
     if args.single_event:
         records = [r for r in records if events[r["video"]] == 1]
     if args.frame_aligned:
@@ -163,6 +187,8 @@ def main() -> None:
     parser.add_argument("--per-frame", action="store_true", help="one LLM token per frame")
     parser.add_argument("--frame-aligned", action="store_true", help="spans on the frame grid")
     parser.add_argument("--single-event", action="store_true", help="one-event videos only")
+    parser.add_argument("--events", default="", help="queries of these kinds only: appear,move,change")
+    parser.add_argument("--standardize", action="store_true", help="standardised cached features")
     args = parser.parse_args()
     os.chdir(args.workdir)  # the run's records name media relative to it
     args.workdir = Path(".")
@@ -186,6 +212,8 @@ def main() -> None:
         oracle = oracle_features(args.workdir, sorted(events), args.frames)
         lookup = OracleLookup(index, Path("cache/features"), oracle, cfg.video_dim)
     train, test = select(args, "train", events), select(args, "test", events)
+    if args.standardize and not args.oracle:
+        lookup = StandardizedLookup(lookup, sorted({r["video"] for r in train})[:512])
     print(f"{len(train)} training and {len(test)} held-out queries", flush=True)
     data = StageDataset(train, tok, model.tokens_per_media(), 512, lookup)
     probe = collate([data[i] for i in range(0, min(len(data), 480), 10)], tok.pad_token_id)

@@ -17,6 +17,7 @@ from PIL import Image
 from ground.data.synthetic import generate_demo_corpus, main
 from ground.data.synthetic_media import PITCH
 from ground.data.synthetic_scene import COLORS, SHAPES, SIZES
+from ground.data.synthetic_video import plan_video
 from ground.media import ffmpeg_exe, media_duration
 
 SPLITS = {"train": 6, "test": 3}
@@ -204,6 +205,17 @@ def test_audio_pitch_names_the_source_colour(corpus: Path) -> None:
         heard = min(PITCH, key=lambda c: abs(np.log(PITCH[c][0] / peak)))
         assert heard == colors[record["source"]]
         assert record["caption"].split(" ", 1)[1].startswith(PITCH[heard][1] + " ")
+
+
+def test_video_events_of_the_chosen_kinds_only() -> None:
+    for events in (("appear",), ("move", "change")):
+        for index in range(20):
+            rng = np.random.default_rng(index)
+            actors = plan_video(rng, 64, 64, 8, events)
+            assert {a.kind for a in actors} - {"static"} <= set(events)
+            assert any(a.kind in events for a in actors)
+    with pytest.raises(ValueError, match="video events must be some of"):
+        plan_video(np.random.default_rng(0), 64, 64, 8, ("explode",))
 
 
 def test_bad_arguments_fail_loudly(tmp_path: Path) -> None:

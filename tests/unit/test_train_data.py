@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -29,6 +30,7 @@ from ground.train.data import (
     load_records,
 )
 from ground.train.sampler import ResumableSampler, epoch_order
+from ground.train.setup import stage_statistics
 from ground.train.template import (
     MEDIA_TOKENS,
     STOP,
@@ -327,6 +329,30 @@ def test_collate_pads_right_and_stacks_media_with_owners(
         1
     ].tolist() == [2]
     assert set(collate(items[4:], pad)["media"]) == set()
+
+
+def test_stage_statistics_cover_the_stages_cached_media(
+    features: FeatureLookup, tmp_path: Path
+) -> None:
+    """The adapters' feature statistics come from the media of the stage's records that have
+    cached features (uncached ones, e.g. skipped by the feature step, are left out)."""
+    records = [
+        record("a", "<image>\nq", "x", image="img/a.jpg"),
+        record("b", "<image>\nq", "x", image="img/b.jpg"),
+        record("c", "<image>\nq", "x", image="img/uncached.jpg"),
+        record("v", "<video>\nq", "x", video="vid/a.mp4"),
+    ]
+    mixture = tmp_path / "stage1.jsonl"
+    mixture.write_text("".join(json.dumps(r) + "\n" for r in records))
+    index = {m: str(tmp_path / f"{m}.index.jsonl") for m in ("image", "video", "audio")}
+    spec = SimpleNamespace(records=[str(mixture)], feature_index=index, feature_store=str(tmp_path / "store"))
+    stats = stage_statistics(spec)
+    assert sorted(stats) == ["image", "video"]  # no record has a sound
+    mean, std = stats["image"]  # img/a.jpg holds 0s, img/b.jpg 1s: [4, 3] each
+    assert torch.allclose(mean, torch.full((3,), 0.5))
+    assert torch.allclose(std, torch.tensor([0.0] * 4 + [1.0] * 4).std().expand(3))
+    mean, std = stats["video"]  # one all-zero video: per (token, dim), std falls back to 1
+    assert mean.shape == (2, 3) and torch.equal(std, torch.ones(2, 3))
 
 
 def test_load_records_filters_tasks_and_names_bad_lines(tmp_path: Path) -> None:

@@ -46,11 +46,11 @@ class FeatureScaler(nn.Module):
 def feature_statistics(items: list[torch.Tensor], floor: float = 1e-3) -> tuple[torch.Tensor, ...]:
     """(mean, std) of same-shaped items [A, *rest] over the items and axis A, shaped `rest`.
 
-    A dimension that hardly varies gets std `floor` x the features' overall std, so storage
-    noise in a near-constant dimension is not blown up to the scale of real signal."""
+    A dimension that hardly varies gets std `floor` x the features' overall std (1 if all are
+    constant), so storage noise in a near-constant dimension is not blown up to real signal."""
     stacked = torch.stack([item.double() for item in items]).flatten(0, 1)
-    mean, std = stacked.mean(0), stacked.std(0)
-    std = std.clamp_min(floor * stacked.std().clamp_min(1e-12))
+    mean, std, overall = stacked.mean(0), stacked.std(0), stacked.std().item()
+    std = std.clamp_min(floor * overall if overall > 0 else 1.0)
     return mean.float(), std.float()
 
 
