@@ -7,11 +7,12 @@
     >>> tokens_per_media(cfg)                            # {"image": P, "video": 64, "audio": 8}
 
 With `cfg.standardize_features`, each adapter first maps its features to (x - mean) / std with
-fixed statistics (buffers, saved with the adapters; `set_feature_statistics`), per feature
-dimension, pooled over items and each item's first axis (patches, frames, clips), so a video's
-Q-Former tokens keep one statistic each. It is for random frozen encoders: the demo's tiny frame
-encoder varies across frames by ~5% of its feature scale, too little for the adapter to pick up
-in minutes (benchmarks/temporal_grounding_probe.py), where a pretrained one varies fully.
+fixed statistics (buffers saved with the adapters, taken from stage 1's media by
+`ground.train.setup.stage_statistics`), per feature dimension, pooled over items and each item's
+first axis (patches, frames, clips), so a video's Q-Former tokens keep one statistic each. It is
+for random frozen encoders: the demo's tiny frame encoder varies across frames by ~5% of its
+feature scale, too little for the adapter to pick up in minutes (BENCHMARKS.md), where a
+pretrained one varies fully.
 
 Initialisation is that of a fresh reference model: Linear layers keep PyTorch's default
 (Kaiming-uniform), the position tables nn.Embedding's default N(0, 1) (same scale as the
