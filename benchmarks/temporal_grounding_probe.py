@@ -38,7 +38,7 @@ from ground.data.synthetic_scene import COLORS
 from ground.eval.benchmarks import benchmark, flatten, score_answers
 from ground.eval.infer import answer_batch
 from ground.features.video import sample_frames_decode_all, uniform_timestamps
-from ground.model.adapters import feature_statistics
+from ground.model.adapters import FeatureScaler, feature_statistics
 from ground.model.grounding import GroundingModel
 from ground.train.data import FeatureLookup, StageDataset, collate, load_records
 
@@ -60,18 +60,20 @@ class PerFrameAdapter(nn.Module):
 
 
 class StandardizedLookup:
-    """Video features as (x - mean) / std, statistics of `videos` (as the adapters' FeatureScaler)."""
+    """Video features through a FeatureScaler fitted to `videos`, as `train.standardize_features`."""
 
     def __init__(self, lookup: FeatureLookup, videos: list[str]) -> None:
         self.lookup = lookup
-        self.mean, self.std = feature_statistics([lookup.load("video", v) for v in videos])
+        items = [lookup.load("video", v) for v in videos]
+        self.scale = FeatureScaler(tuple(items[0].shape[1:]))
+        self.scale.set(*feature_statistics(items))
 
     def has(self, modality: str, media: str) -> bool:
         return self.lookup.has(modality, media)
 
     def load(self, modality: str, media: str) -> torch.Tensor:
         features = self.lookup.load(modality, media)
-        return (features.float() - self.mean) / self.std if modality == "video" else features
+        return self.scale(features.float()) if modality == "video" else features
 
 
 class OracleLookup(FeatureLookup):

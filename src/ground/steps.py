@@ -74,8 +74,8 @@ def step_of_rule(rule: str, wildcards: dict[str, str] | None = None) -> str | No
 
 
 # train.* keys every stage depends on (besides its own train.stageN section).
-TRAIN_SHARED = ("llm", "launcher", "precision", "zero_stage", "max_length", "seed", "attn_implementation",
-                "standardize_features")
+TRAIN_SHARED = ("llm", "launcher", "precision", "zero_stage", "max_length", "seed",
+                "attn_implementation", "standardize_features")
 
 
 def step_config(config: dict[str, Any], name: str) -> Any:

@@ -159,8 +159,7 @@ def test_standardized_adapters_read_scaled_features(model: GroundingModel, tmp_p
     torch.manual_seed(3)
     for modality, shape in SHAPES.items():
         mean, std = torch.randn(shape[1:]), torch.rand(shape[1:]) + 0.5
-        scaled.adapters[modality].scale.mean.copy_(mean)
-        scaled.adapters[modality].scale.std.copy_(std)
+        scaled.adapters[modality].scale.set(mean, std)
         features = torch.randn(2, *shape)
         with torch.no_grad():
             want = model.adapters[modality]((features - mean) / std)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -331,9 +330,7 @@ def test_collate_pads_right_and_stacks_media_with_owners(
     assert set(collate(items[4:], pad)["media"]) == set()
 
 
-def test_stage_statistics_cover_the_stages_cached_media(
-    features: FeatureLookup, tmp_path: Path
-) -> None:
+def test_stage_statistics_cover_the_stages_cached_media(features: FeatureLookup) -> None:
     """The adapters' feature statistics come from the media of the stage's records that have
     cached features (uncached ones, e.g. skipped by the feature step, are left out)."""
     records = [
@@ -342,11 +339,7 @@ def test_stage_statistics_cover_the_stages_cached_media(
         record("c", "<image>\nq", "x", image="img/uncached.jpg"),
         record("v", "<video>\nq", "x", video="vid/a.mp4"),
     ]
-    mixture = tmp_path / "stage1.jsonl"
-    mixture.write_text("".join(json.dumps(r) + "\n" for r in records))
-    index = {m: str(tmp_path / f"{m}.index.jsonl") for m in ("image", "video", "audio")}
-    spec = SimpleNamespace(records=[str(mixture)], feature_index=index, feature_store=str(tmp_path / "store"))
-    stats = stage_statistics(spec)
+    stats = stage_statistics(records, features)
     assert sorted(stats) == ["image", "video"]  # no record has a sound
     mean, std = stats["image"]  # img/a.jpg holds 0s, img/b.jpg 1s: [4, 3] each
     assert torch.allclose(mean, torch.full((3,), 0.5))

@@ -110,7 +110,7 @@ def plan_video(
     if not events or unknown:
         raise ValueError(f"video events must be some of {EVENT_KINDS}, got {list(events)}")
     for _ in range(100):
-        draft = _draft(rng, tuple(events))
+        draft = _draft(rng, events)
         if draft is None:
             continue
         kinds, colors = draft

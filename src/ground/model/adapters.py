@@ -40,6 +40,11 @@ class FeatureScaler(nn.Module):
         self.register_buffer("mean", torch.zeros(shape))
         self.register_buffer("std", torch.ones(shape))
 
+    def set(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        with torch.no_grad():
+            self.mean.copy_(mean)
+            self.std.copy_(std)
+
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return (features - self.mean) / self.std
 

@@ -56,13 +56,21 @@ def train_stage(spec: TrainSpec) -> dict[str, Any]:
     """Run the stage to its last step (resuming if a checkpoint exists); return a summary."""
     import deepspeed
 
-    from ground.train.setup import build_data, build_model, deepspeed_config, distributed
+    from ground.train.data import load_records
+    from ground.train.setup import (
+        build_data,
+        build_model,
+        deepspeed_config,
+        distributed,
+        feature_lookup,
+    )
 
     started = time.perf_counter()
     rank, world, device = distributed(deepspeed)
     _seed(spec.common["seed"] + spec.stage)
-    model, tokenizer, trainable = build_model(spec, device)
-    dataset = build_data(spec, model, tokenizer)
+    records, lookup = load_records([Path(p) for p in spec.records]), feature_lookup(spec)
+    model, tokenizer, trainable = build_model(spec, device, records, lookup)
+    dataset = build_data(spec, model, tokenizer, records, lookup)
     hp = spec.hp
     steps_per_epoch = epoch_steps(len(dataset), hp["batch_size"], hp["grad_accum"], world)
     total = max(1, math.ceil(hp["epochs"] * steps_per_epoch))

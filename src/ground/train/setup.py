@@ -17,7 +17,7 @@ import torch
 from ground.model.adapters import feature_statistics
 from ground.model.config import GroundingConfig
 from ground.model.grounding import GroundingModel
-from ground.train.data import FeatureLookup, StageDataset, load_records
+from ground.train.data import FeatureLookup, StageDataset
 from ground.train.template import RECORD_FIELD
 
 STATISTICS_ITEMS = 512  # media per modality that the adapters' feature statistics are taken from
@@ -42,33 +42,39 @@ def distributed(deepspeed: Any) -> tuple[int, int, torch.device]:
     return int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), device
 
 
-def feature_shapes(index: dict[str, str], store: str) -> dict[str, tuple[int, ...]]:
+def feature_lookup(spec: Any) -> FeatureLookup:
+    """The feature step's cached features, by media path (read once per stage)."""
+    index = {m: Path(p) for m, p in spec.feature_index.items()}
+    return FeatureLookup(index, Path(spec.feature_store))
+
+
+def feature_shapes(lookup: FeatureLookup) -> dict[str, tuple[int, ...]]:
     """Shape of one cached item per modality (all items of a modality share it)."""
-    lookup = FeatureLookup({m: Path(p) for m, p in index.items()}, Path(store))
     shapes = {}
-    for modality, path in index.items():
-        first = Path(path).read_text().splitlines()
-        if first:
-            shapes[modality] = tuple(lookup.load(modality, json.loads(first[0])["media"]).shape)
+    for modality, keys in lookup.keys.items():
+        first = next(iter(keys), None)
+        if first is not None:
+            shapes[modality] = tuple(lookup.load(modality, first).shape)
     return shapes
 
 
-def build_model(spec: Any, device: torch.device) -> tuple[GroundingModel, Any, list[str]]:
-    """Stage 1 starts from the base LLM with fresh adapters; later stages from the previous one."""
+def build_model(
+    spec: Any, device: torch.device, records: list[dict[str, Any]], lookup: FeatureLookup
+) -> tuple[GroundingModel, Any, list[str]]:
+    """Stage 1 starts from the base LLM with fresh adapters (their feature statistics taken
+    from the stage's `records`); later stages from the previous one."""
     attn = spec.common.get("attn_implementation", "sdpa")
     if spec.stage == 1:
         llm_config = json.loads((Path(spec.init) / "config.json").read_text())
-        shapes = feature_shapes(spec.feature_index, spec.feature_store)
         config = GroundingConfig.for_features(
-            shapes,
+            feature_shapes(lookup),
             llm_hidden=llm_config["hidden_size"],
             standardize_features=bool(spec.common.get("standardize_features", False)),
         )
         model, tokenizer = GroundingModel.from_base(spec.init, config, attn_implementation=attn)
         if config.standardize_features:
-            for modality, stats in stage_statistics(spec).items():
-                model.adapters[modality].scale.mean.copy_(stats[0])
-                model.adapters[modality].scale.std.copy_(stats[1])
+            for modality, (mean, std) in stage_statistics(records, lookup).items():
+                model.adapters[modality].scale.set(mean, std)
     else:
         model = GroundingModel.from_pretrained(spec.init, attn_implementation=attn)
         from transformers import AutoTokenizer
@@ -80,17 +86,15 @@ def build_model(spec: Any, device: torch.device) -> tuple[GroundingModel, Any, l
     return model.to(device), tokenizer, trainable
 
 
-def stage_statistics(spec: Any) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+def stage_statistics(
+    records: list[dict[str, Any]], lookup: FeatureLookup
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """Per modality, the feature statistics (`adapters.feature_statistics`) of up to
-    STATISTICS_ITEMS media of the stage's records, evenly spaced in sorted order (deterministic)."""
-    lookup = FeatureLookup({m: Path(p) for m, p in spec.feature_index.items()}, Path(spec.feature_store))
-    media: dict[str, set[str]] = {m: set() for m in spec.feature_index}
-    for record in load_records([Path(p) for p in spec.records]):
-        for modality in media:
-            if isinstance(record.get(RECORD_FIELD[modality]), str):
-                media[modality].add(record[RECORD_FIELD[modality]])
+    STATISTICS_ITEMS media of the records, evenly spaced in sorted order (deterministic)."""
     stats = {}
-    for modality, paths in media.items():
+    for modality in lookup.keys:
+        field = RECORD_FIELD[modality]
+        paths = {r[field] for r in records if isinstance(r.get(field), str)}
         ordered = sorted(p for p in paths if lookup.has(modality, p))
         if ordered:
             step = max(1, len(ordered) // STATISTICS_ITEMS)
@@ -99,11 +103,12 @@ def stage_statistics(spec: Any) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     return stats
 
 
-def build_data(spec: Any, model: GroundingModel, tokenizer: Any) -> StageDataset:
+def build_data(
+    spec: Any, model: GroundingModel, tokenizer: Any, records: list[dict[str, Any]],
+    lookup: FeatureLookup,
+) -> StageDataset:  # fmt: skip
     """The stage's mixture (the assemble_mixture step's records, previous-stage replay included)."""
-    mixed = load_records([Path(p) for p in spec.records])
-    lookup = FeatureLookup({m: Path(p) for m, p in spec.feature_index.items()}, Path(spec.feature_store))
-    return StageDataset(mixed, tokenizer, model.tokens_per_media(), spec.common["max_length"], lookup)
+    return StageDataset(records, tokenizer, model.tokens_per_media(), spec.common["max_length"], lookup)
 
 
 def deepspeed_config(spec: Any, device: torch.device) -> dict[str, Any]:
