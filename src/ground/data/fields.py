@@ -17,7 +17,6 @@ class RejectRecord(ValueError):
     """A raw record that cannot be converted; the message is the reason put in the manifest."""
 
 
-
 def field(raw: dict[str, Any], name: str) -> Any:
     if name not in raw:
         raise RejectRecord(f"missing field {name!r}")
