@@ -34,9 +34,10 @@ from torch import nn
 from torch.utils.data import DataLoader
 from transformers import AutoTokenizer
 
-from ground.data.synthetic_scene import COLORS
-from ground.eval.benchmarks import benchmark, flatten, score_answers
+from ground.common.catalog import benchmark
+from ground.demo.scene import COLORS
 from ground.eval.infer import answer_batch
+from ground.eval.scoring import flatten, score_answers
 from ground.features.video import sample_frames_decode_all, uniform_timestamps
 from ground.model.adapters import FeatureScaler, feature_statistics
 from ground.model.grounding import GroundingModel

@@ -14,14 +14,14 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
-    from ground.data.check import Row
+    from ground.download.check import Row
 
 data_app = typer.Typer(help="Check and convert datasets from their published files.", no_args_is_help=True)
 
 
 @data_app.command("convert")
 def convert(
-    dataset: Annotated[str, typer.Argument(help="A dataset of the catalog (ground.data.catalog), e.g. charades_sta, refcoco, didemo, flickr30k_entities.", show_default=False)],
+    dataset: Annotated[str, typer.Argument(help="A dataset of the catalog (ground.common.catalog), e.g. charades_sta, refcoco, didemo, flickr30k_entities.", show_default=False)],
     raw: Annotated[Path, typer.Option(help="Folder with the dataset's published annotation files (names as upstream).")],
     split: Annotated[str, typer.Option(help="Split to convert (e.g. train, test, val, testA).")],
     out: Annotated[Path, typer.Option(help="Output JSONL; a manifest (counts, rejections, clipping) is written beside it.")],
@@ -38,8 +38,8 @@ def convert(
     """
     from ground_cli.main import console, fail
 
-    from ground.data.catalog import DATASETS
-    from ground.data.published import convert_published
+    from ground.common.catalog import DATASETS
+    from ground.convert.published import convert_published
 
     if dataset not in DATASETS:
         raise fail(f"unknown dataset {dataset!r}; known: {', '.join(DATASETS)}")
@@ -65,7 +65,7 @@ def check(
     the command or manual step that gets the rest. Exits 1 when anything is missing."""
     from ground_cli.main import recipe
 
-    from ground.data.check import DOWNLOAD, check_data
+    from ground.download.check import DOWNLOAD, check_data
 
     cfg = recipe(config, set_)
     command = shlex.join([*DOWNLOAD.split(), *(["--config", str(config)] if config else []),

@@ -33,7 +33,8 @@ def eval_command(
     """
     from ground_cli.main import fail, recipe
 
-    from ground.eval.benchmarks import benchmark, flatten
+    from ground.common.catalog import benchmark
+    from ground.eval.scoring import flatten
 
     cfg = recipe(config, set_)
     try:
@@ -113,7 +114,7 @@ def _direct(
 
 def show_scores(bench: str, scores: dict[str, dict[str, Any]]) -> None:
     """One table: a row per metric, a column per split, the baseline beside each score."""
-    from ground.eval.benchmarks import COUNTS
+    from ground.eval.scoring import COUNTS
 
     table = Table("split", "metric", "score", "baseline", title=bench)
     for split, values in scores.items():

@@ -24,8 +24,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ground.config import ConfigError, load_config
-from ground.steps import step, until_targets
+from ground.common.config import ConfigError, load_config
+from ground.workflow.steps import step, until_targets
 
 app = typer.Typer(
     name="ground",

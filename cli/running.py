@@ -16,10 +16,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ground.fingerprint import code_fingerprint
-from ground.plan import explain
-from ground.steps import STEPS, step, step_config, step_of_rule
 from ground.tracking import db as tracking
+from ground.workflow.plan import explain
+from ground.workflow.steps import STEPS, step, step_code, step_config, step_of_rule
 
 
 def run_pipeline(request: Request, db: Path, command_line: str, console: Console) -> bool:
@@ -169,7 +168,7 @@ def plan_status(root: Path, config: dict[str, Any], until: list[str] = ()) -> li
         label = _label(job)
         entry = {"step": name, "job": label, "rule": job.rule, "wildcards": job.wildcards}
         if label in will_run:
-            params = _current_params(config, name)
+            params = _current_params(root, config, name)
             reasons = explain(will_run[label].reason, will_run[label].output, params, step(name).section)
             entries.append(entry | {"state": "will-run", "reasons": reasons})
         else:
@@ -177,8 +176,8 @@ def plan_status(root: Path, config: dict[str, Any], until: list[str] = ()) -> li
     return sorted(entries, key=lambda e: (order[e["step"]], e["job"]))
 
 
-def _current_params(config: dict[str, Any], name: str) -> dict[str, Any]:
-    return {"cfg": step_config(config, name), "code": code_fingerprint(*step(name).modules)}
+def _current_params(root: Path, config: dict[str, Any], name: str) -> dict[str, Any]:
+    return {"cfg": step_config(config, name), "code": step_code(step(name), root)}
 
 
 def _label(job: Any) -> str:

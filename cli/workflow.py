@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 from snakemake.api import SnakemakeApi
-from snakemake.settings.enums import Quietness
+from snakemake.settings.enums import Quietness, RerunTrigger
 from snakemake.settings.types import (
     ConfigSettings,
     DAGSettings,
@@ -141,6 +141,9 @@ def execute(request: Request, events: Events) -> bool:
                     forcerun=set(request.forcerun),
                     forceall=request.forceall,
                     force_incomplete=profile.get("rerun-incomplete", True),
+                    # Code changes reach every rule through params.code (ground.workflow.steps.
+                    # step_code), by content; Snakemake's own trigger is an adapter's mtime.
+                    rerun_triggers=set(RerunTrigger.all()) - {RerunTrigger.CODE},
                 )
             )
             dag.execute_workflow(

@@ -1,20 +1,21 @@
 # Config validation, shared names and input functions (no rules here).
-from ground.config import validate
-from ground.data.catalog import authors_files
-from ground.data.layout import raw_input, recipe_raw_files
-from ground.data.mixture import stage_sources
-from ground.eval.benchmarks import benchmark
-from ground.fingerprint import code_fingerprint
-from ground.steps import STEPS, step_config
+from pathlib import Path
+
+from ground.common.catalog import authors_files, benchmark
+from ground.common.config import validate
+from ground.download.layout import raw_input, recipe_raw_files
+from ground.mixture.run import stage_sources
+from ground.workflow.steps import STEPS, step_code, step_config
 
 # One schema for the Snakefile and the CLI: a typo in config.yaml or --config fails here.
 config.update(validate(config))
 
 ROOT = config["download"]["root"]
 MODALITIES = ["image", "video", "audio"]
-# Fingerprints of the library code each step runs: Snakemake only sees the adapter scripts, so
-# an edit to src/ground would otherwise never rerun anything (comments and docstrings don't count).
-CODE = {s.name: code_fingerprint(*s.modules) for s in STEPS}
+# Fingerprints of the code each step runs, its adapter script and the library code it reaches:
+# Snakemake only sees the adapter's mtime, so an edit to src/ground would otherwise never rerun
+# anything (comments, docstrings and moves between modules don't count).
+CODE = {s.name: step_code(s, Path(workflow.basedir)) for s in STEPS}
 
 
 wildcard_constraints:
@@ -65,7 +66,7 @@ def get_converted(datasets, splits):
 
 
 def get_eval_data(wildcards):
-    """The converted evaluation files one benchmark scores (ground.eval.benchmarks)."""
+    """The converted evaluation files one benchmark scores (ground.eval.scoring)."""
     return benchmark(wildcards.benchmark).data_files()
 
 

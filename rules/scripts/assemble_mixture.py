@@ -1,8 +1,8 @@
-"""Adapter of rule assemble_mixture (rules/mixture.smk) -> ground.data.mixture.assemble_mixture."""
+"""Adapter of rule assemble_mixture (rules/mixture.smk) -> ground.mixture.run.assemble_mixture."""
 
 from pathlib import Path
 
-from ground.data.mixture import assemble_mixture
+from ground.mixture.run import assemble_mixture
 from ground.tracking.adapter import step_job
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)

@@ -1,8 +1,8 @@
-"""Adapter of rule convert_dataset (rules/convert.smk) -> ground.data.convert.convert_dataset."""
+"""Adapter of rule convert_dataset (rules/convert.smk) -> ground.convert.run.convert_dataset."""
 
 from pathlib import Path
 
-from ground.data.convert import convert_dataset
+from ground.convert.run import convert_dataset
 from ground.tracking.adapter import step_job
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)

@@ -1,6 +1,6 @@
-"""Adapter of rule download_data (rules/download.smk) -> ground.data.download.download."""
+"""Adapter of rule download_data (rules/download.smk) -> ground.download.run.download."""
 
-from ground.data.download import download
+from ground.download.run import download
 from ground.tracking.adapter import step_job
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from ground.eval.benchmarks import benchmark
+from ground.common.catalog import benchmark
 from ground.eval.run import evaluate, metric_rows
 from ground.tracking.adapter import step_job
 

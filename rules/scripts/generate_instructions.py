@@ -1,8 +1,8 @@
-"""Adapter of rule generate_instructions (rules/generate.smk) -> ground.instruct.generate."""
+"""Adapter of rule generate_instructions (rules/generate.smk) -> ground.generate.run."""
 
 from pathlib import Path
 
-from ground.instruct.generate import generate_instructions
+from ground.generate.run import generate_instructions
 from ground.tracking.adapter import step_job
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)

@@ -90,7 +90,7 @@ def test_conversion_param_invalidates_conversion_and_later_steps_only(project):
 
 
 def test_code_edit_reruns_conversion_but_a_comment_does_not(project):
-    source = project / "src/ground/data/convert.py"
+    source = project / "src/ground/convert/run.py"
     original = source.read_text()
     try:
         source.write_text(original + "\n# a comment changes nothing\n")
@@ -104,6 +104,25 @@ def test_code_edit_reruns_conversion_but_a_comment_does_not(project):
         assert "code-changed" in kinds
     finally:
         source.write_text(original)
+    assert {j["state"] for j in status(project).values()} == {"up-to-date"}
+
+
+def test_adapter_is_judged_by_its_code_not_its_mtime(project):
+    """A checkout or `touch` of a rule's adapter reruns nothing; a code edit reruns its step."""
+    adapter = project / "rules/scripts/convert_dataset.py"
+    original = adapter.read_text()
+    try:
+        os.utime(adapter)  # newer than every output: Snakemake's own code trigger would rerun
+        adapter.write_text(original + "\n# a comment changes nothing\n")
+        assert {j["state"] for j in status(project).values()} == {"up-to-date"}
+        adapter.write_text(original + "\njob_done = True\n")
+        plan = status(project)
+        assert {j["state"] for j in plan.values() if j["step"] == "convert"} == {"will-run"}
+        assert {j["state"] for j in plan.values() if j["step"] == "download"} == {"up-to-date"}
+        kinds = {r["kind"] for r in plan["convert_dataset[dataset=demo_image,split=test]"]["reasons"]}
+        assert "code-changed" in kinds and "rule-code-changed" not in kinds
+    finally:
+        adapter.write_text(original)
     assert {j["state"] for j in status(project).values()} == {"up-to-date"}
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from ground.data.archive import archive_kind, extract
+from ground.download.archive import archive_kind, extract
 
 
 def make_zip(path: Path, members: dict[str, bytes], symlinks: dict[str, str] | None = None) -> Path:

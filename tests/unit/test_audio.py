@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from ground.common.media import MediaError
 from ground.features.audio import (
     clip_bounds,
     clip_melspec,
@@ -18,7 +19,6 @@ from ground.features.audio import (
     load_audio,
     preprocess_audio,
 )
-from ground.media import MediaError
 
 SR = 16000
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from ground.config import ConfigError, load_config
+from ground.common.config import ConfigError, load_config
 from ground.tracking.db import config_hash
 
 ROOT = Path(__file__).resolve().parents[2]

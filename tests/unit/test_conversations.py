@@ -11,16 +11,16 @@ from typing import Any
 
 import pytest
 
-from ground.data.authors import convert_authors
-from ground.data.conversations import (
+from ground.common.formats import parse_boxes
+from ground.convert.sources.authors import convert_authors
+from ground.convert.sources.conversations import (
     convert_llava_mix665k,
     convert_llava_pretrain,
     convert_valley_instruct,
     convert_valley_pretrain,
     convert_videochat_11k,
 )
-from ground.data.formats import parse_boxes
-from ground.data.templates import pool
+from ground.convert.templates import pool
 
 RAW = Path(__file__).parents[1] / "fixtures" / "raw"
 AUTHORS = RAW / "authors"

@@ -14,9 +14,10 @@ from typing import Any
 
 import pytest
 
-from ground.data.convert import CONVERTERS, convert_dataset
-from ground.data.formats import box_to_square, format_box, format_span
-from ground.data.templates import POOLS, TEMPLATE_VERSION, placeholders, render
+from ground.common.formats import box_to_square, format_box, format_span
+from ground.convert.run import convert_dataset
+from ground.convert.sources.demo import CONVERTERS
+from ground.convert.templates import POOLS, TEMPLATE_VERSION, placeholders, render
 
 
 def image_raw(raw_id: str, **changes: Any) -> dict[str, Any]:
@@ -283,7 +284,7 @@ def test_command_line(tmp_path: Path) -> None:
     out, manifest = tmp_path / "o.jsonl", tmp_path / "m.json"
     args = ["--dataset", "demo_video", "--split", "train", "--root", str(tmp_path)]
     args += ["--out", str(out), "--manifest", str(manifest), "--seed", "3"]
-    subprocess.run([sys.executable, "-m", "ground.data.convert", *args], check=True)
+    subprocess.run([sys.executable, "-m", "ground.convert.run", *args], check=True)
     assert json.loads(manifest.read_text())["seed"] == 3
     assert len(out.read_text().splitlines()) == 5
 

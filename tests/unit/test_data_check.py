@@ -14,8 +14,8 @@ import yaml
 from ground_cli.main import app
 from typer.testing import CliRunner
 
-from ground.config import validate
-from ground.data.check import check_data
+from ground.common.config import validate
+from ground.download.check import check_data
 
 runner = CliRunner()
 PINS = {"liuhaotian/LLaVA-Pretrain": "0" * 40, "lmsys/vicuna-7b-v1.5": "1" * 40,

@@ -8,12 +8,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from ground.features.encoders import (
-    CLIP_MEAN,
-    checkpoint_identity,
-    create_tiny_encoders,
-    load_encoder,
-)
+from ground.demo.encoders import create_tiny_encoders
+from ground.model.encoders import CLIP_MEAN, checkpoint_identity, load_encoder
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +126,7 @@ def test_tiny_vision_encoders_get_readable_grid_positions(tmp_path):
     patch is stays readable in its features (a pretrained ViT's property the demo relies on)."""
     from transformers import Blip2VisionModelWithProjection, CLIPVisionModel
 
-    from ground.features.encoders import create_tiny_encoders, grid_positions
+    from ground.demo.encoders import create_tiny_encoders, grid_positions
 
     codes = grid_positions(8, 64)
     assert codes.shape == (65, 64) and codes[0].abs().sum() == 0

@@ -1,14 +1,15 @@
-"""Scoring of benchmark answers against converted records (`ground.eval.benchmarks`, `run`, `infer`)."""
+"""Scoring of benchmark answers against converted records (`ground.eval.scoring`, `run`, `infer`)."""
 
 import json
 from pathlib import Path
 
 import pytest
 
-from ground.data.formats import box_to_square, format_box
-from ground.eval.benchmarks import benchmark, flatten, score_answers
+from ground.common.catalog import benchmark
+from ground.common.formats import box_to_square, format_box
 from ground.eval.infer import cut_answer, read_partial
 from ground.eval.run import check_ids, read_predictions
+from ground.eval.scoring import flatten, score_answers
 
 
 def span_record(i, start, end, duration, split="test"):

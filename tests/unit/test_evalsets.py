@@ -12,7 +12,9 @@ from typing import Any
 
 import pytest
 
-from ground.data.evalsets import (
+from ground.common.formats import parse_boxes
+from ground.convert.safe_pickle import UnsafePickleError, load_plain_pickle
+from ground.convert.sources.evalsets import (
     EVALSETS,
     clipping_report,
     convert_charades_sta,
@@ -20,9 +22,7 @@ from ground.data.evalsets import (
     convert_refcoco,
     convert_vggss,
 )
-from ground.data.formats import parse_boxes
-from ground.data.safe_pickle import UnsafePickleError, load_plain_pickle
-from ground.data.templates import POOLS
+from ground.convert.templates import POOLS
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "evalsets"
 

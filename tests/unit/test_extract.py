@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ground.config import Features
-from ground.features.encoders import create_tiny_encoders
+from ground.common.config import Features
+from ground.common.media import MediaError
+from ground.demo.encoders import create_tiny_encoders
 from ground.features.extract import cache_features, referenced_media
 from ground.features.store import FeatureStore
-from ground.media import MediaError
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from ground.data.formats import (
+from ground.common.formats import (
     box_to_square,
     format_box,
     format_span,

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from ground.config import Generate
-from ground.data.convert import convert_dataset
-from ground.data.formats import box_to_square, format_box, format_span, parse_boxes, parse_spans
-from ground.instruct.generate import (
+from ground.common.config import Generate
+from ground.common.formats import box_to_square, format_box, format_span, parse_boxes, parse_spans
+from ground.convert.run import convert_dataset
+from ground.generate.run import (
     BACKENDS,
     InvalidDialogue,
     generate_instructions,

@@ -20,9 +20,8 @@ from urllib.parse import unquote, urlparse
 
 import pytest
 
-from ground.config import validate
-from ground.data.download import download_hub
-from ground.data.hub import (
+from ground.common.config import validate
+from ground.download.hub import (
     LOCK_NAME,
     ChecksumError,
     HubAccessError,
@@ -31,6 +30,7 @@ from ground.data.hub import (
     read_sums,
     requests_for,
 )
+from ground.download.run import download_hub
 
 MIRROR = Path(__file__).parents[1] / "fixtures" / "hub_mirror"
 HUB_DATASETS = ["llava_pretrain", "valley_pretrain", "wavcaps", "llava_mix665k", "valley_instruct"]
@@ -141,7 +141,7 @@ def test_requests_need_a_pin_and_warn_on_branch_names(tmp_path, caplog):
         requests_for(dict(cfg, revisions=unpinned), ["Stage2/refcoco.json"])
     requests = requests_for(cfg, ["Stage2/refcoco.json"])
     assert [r.local_dir for r in requests] == ["raw/valley_instruct", "raw/authors"]
-    with caplog.at_level(logging.WARNING, logger="ground.data.hub"):
+    with caplog.at_level(logging.WARNING, logger="ground.download.hub"):
         fetch(requests, tmp_path, mirror=str(MIRROR), workers=1)
     warnings = [r.getMessage() for r in caplog.records]
     assert any("zwli/GroundingGPT: revision 'main' is not a commit sha" in w for w in warnings)

@@ -9,8 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
+from ground.common.media import MediaError
 from ground.features.image import CLIP_MEAN_RGB, load_image_padded, pad_offset, to_pixel_values
-from ground.media import MediaError
 
 RED = (255, 0, 0)
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ground.features.imagebind import (
+from ground.model.imagebind import (
     ImageBindAudioConfig,
     ImageBindAudioModel,
     ImageBindWeightsError,

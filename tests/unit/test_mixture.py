@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ground.data.mixture import assemble_mixture, select, stage_mixture, take
+from ground.mixture.run import assemble_mixture, select, stage_mixture, take
 
 
 def _records(dataset: str, tasks: dict[str, int]) -> list[dict]:

@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 from test_generate import write_sources
 
-from ground.config import Generate
-from ground.instruct import openai_backend
-from ground.instruct.generate import InvalidDialogue, generate_instructions, validate_dialogue
-from ground.instruct.openai_backend import BackendError
+from ground.common.config import Generate
+from ground.generate import openai_backend
+from ground.generate.openai_backend import BackendError
+from ground.generate.run import InvalidDialogue, generate_instructions, validate_dialogue
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
 from openai_server import FakeOpenAI  # noqa: E402

@@ -2,8 +2,8 @@
 
 import json
 
-from ground.plan import changed_keys, explain, reason_kinds
-from ground.steps import step, step_of_rule
+from ground.workflow.plan import changed_keys, explain, reason_kinds
+from ground.workflow.steps import step, step_of_rule
 
 
 def test_reason_kinds_split_snakemake_phrases():

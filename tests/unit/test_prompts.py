@@ -9,9 +9,9 @@ import json
 
 import pytest
 
-from ground.data.formats import parse_boxes, parse_spans
-from ground.instruct import prompts
-from ground.instruct.prompts import (
+from ground.common.formats import parse_boxes, parse_spans
+from ground.generate import prompts
+from ground.generate.prompts import (
     PROMPT_VERSIONS,
     PROMPTS,
     TASKS,
@@ -19,7 +19,7 @@ from ground.instruct.prompts import (
     build_messages,
     parse_answer,
 )
-from ground.instruct.validate import validate_dialogue
+from ground.generate.validate import validate_dialogue
 
 # A Flickr30K Entities sample: "[/EN#1/people A man] in [/EN#2/clothing a blue shirt] ..." with
 # the entities' boxes already normalised to the padded square.

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from ground.data.catalog import DATASETS
-from ground.data.convert import convert_dataset
-from ground.data.published import convert_published
+from ground.common.catalog import DATASETS
+from ground.convert.published import convert_published
+from ground.convert.run import convert_dataset
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 RAW = sorted(p.name for p in (FIXTURES / "raw").iterdir() if p.name in DATASETS)

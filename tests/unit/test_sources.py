@@ -19,12 +19,12 @@ from typing import Any
 import pytest
 from test_convert import from_pool, question
 
-from ground.data.catalog import DATASETS
-from ground.data.sources_audio import convert_clotho, convert_wavcaps
-from ground.data.sources_image import convert_flickr30k_entities, detokenize
-from ground.data.sources_vcr import convert_vcr
-from ground.data.sources_video import event_slot
-from ground.data.templates import POOLS, placeholders, render
+from ground.common.catalog import DATASETS
+from ground.convert.sources.audio import convert_clotho, convert_wavcaps
+from ground.convert.sources.image import convert_flickr30k_entities, detokenize
+from ground.convert.sources.vcr import convert_vcr
+from ground.convert.sources.video import event_slot
+from ground.convert.templates import POOLS, placeholders, render
 
 RAW = Path(__file__).parents[1] / "fixtures" / "raw"
 MEDIA = Path(__file__).parents[1] / "fixtures" / "media"

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ground.data.synthetic import generate_demo_corpus, main
-from ground.data.synthetic_media import PITCH
-from ground.data.synthetic_scene import COLORS, SHAPES, SIZES
-from ground.data.synthetic_video import plan_video
-from ground.media import ffmpeg_exe, media_duration
+from ground.common.media import ffmpeg_exe, media_duration
+from ground.demo.corpus import generate_demo_corpus, main
+from ground.demo.media import PITCH
+from ground.demo.scene import COLORS, SHAPES, SIZES
+from ground.demo.video import plan_video
 
 SPLITS = {"train": 6, "test": 3}
 DATASETS = ("demo_image", "demo_video", "demo_audio")

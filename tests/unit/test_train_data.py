@@ -19,6 +19,14 @@ from tokenizers import (
 from transformers import PreTrainedTokenizerFast
 
 from ground.features.store import FeatureStore
+from ground.model.template import (
+    MEDIA_TOKENS,
+    STOP,
+    SYSTEM,
+    expand_media,
+    inference_prompt,
+    prompt_pieces,
+)
 from ground.train.data import (
     IGNORE,
     FeatureLookup,
@@ -30,14 +38,6 @@ from ground.train.data import (
 )
 from ground.train.sampler import ResumableSampler, epoch_order
 from ground.train.setup import stage_statistics
-from ground.train.template import (
-    MEDIA_TOKENS,
-    STOP,
-    SYSTEM,
-    expand_media,
-    inference_prompt,
-    prompt_pieces,
-)
 
 # The order GroundingGPT adds them in (ids 32000..32008 there).
 ADDED = ["<im_patch>", "<im_start>", "<im_end>", "<vi_patch>", "<vi_start>", "<vi_end>",
@@ -396,6 +396,6 @@ def test_ranks_get_disjoint_slices_covering_the_epoch() -> None:
 
 def test_record_fields_agree_with_the_feature_step() -> None:
     from ground.features.extract import RECORD_FIELD as FEATURE_FIELDS
-    from ground.train.template import RECORD_FIELD
+    from ground.model.template import RECORD_FIELD
 
     assert RECORD_FIELD == FEATURE_FIELDS

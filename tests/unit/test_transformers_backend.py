@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ground.data.pretrained import create_language_parts
-from ground.instruct.transformers_backend import TransformersBackend
+from ground.demo.llm import create_language_parts
+from ground.generate.transformers_backend import TransformersBackend
 
 TEMPLATE = (
     "{% for m in messages %}### {{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"

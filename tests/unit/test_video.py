@@ -9,6 +9,7 @@ import ffmpeg
 import numpy as np
 import pytest
 
+from ground.common.media import MediaError, ffmpeg_exe
 from ground.features.video import (
     decode_all_frames,
     sample_frames,
@@ -16,7 +17,6 @@ from ground.features.video import (
     sample_frames_single_pass,
     uniform_timestamps,
 )
-from ground.media import MediaError, ffmpeg_exe
 
 FPS = 10
 SECONDS = 4

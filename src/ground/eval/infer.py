@@ -6,7 +6,7 @@
     {"demo_video-test-test_00000-temporal_grounding-0": "{0.25, 0.81}", ...}
 
 The question is the first human turn of each record, put in the training template
-(`ground.train.template.inference_prompt`, byte-identical to training) after BOS. Each batch's
+(`ground.model.template.inference_prompt`, byte-identical to training) after BOS. Each batch's
 media features go through the adapters once, before decoding: the LLM then generates from the
 spliced embeddings with its KV cache, so nothing is re-encoded per generated token (the reference
 code re-ran its video encoder for every token). Prompts are left-padded, batches are made of
@@ -29,8 +29,8 @@ from tqdm import tqdm
 from transformers import AutoTokenizer
 
 from ground.model.grounding import GroundingModel
+from ground.model.template import STOP, inference_prompt
 from ground.train.data import FeatureLookup, record_media
-from ground.train.template import STOP, inference_prompt
 
 
 def read_partial(path: Path) -> dict[str, str]:

@@ -35,7 +35,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ground.data.formats import Box, Span
+from ground.common.formats import Box, Span
 
 CHARADES_THRESHOLDS = (0.3, 0.5, 0.7)
 AUC_THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(21))

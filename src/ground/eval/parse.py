@@ -10,7 +10,7 @@
     >>> parse_span_answers("from 12.3 to 15.0 seconds", duration=30.0)
     [(12.3, 15.0)]
 
-Unlike the strict `ground.data.formats.parse_boxes` / `parse_spans` (which check our own generated
+Unlike the strict `ground.common.formats.parse_boxes` / `parse_spans` (which check our own generated
 data and raise), these never raise on model output: anything they cannot read is skipped, and an
 answer with nothing readable gives `[]`, which the metrics count as unparsable (score 0).
 
@@ -40,7 +40,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from ground.data.formats import Box, Span, square_to_box
+from ground.common.formats import Box, Span, square_to_box
 
 _NUM = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)"
 _SEP = r"\s*,\s*"

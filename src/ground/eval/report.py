@@ -20,8 +20,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ground.eval.benchmarks import BENCHMARKS, COUNTS, PAPER, prediction, truth
+from ground.common.catalog import BENCHMARKS, PAPER
 from ground.eval.run import read_predictions
+from ground.eval.scoring import COUNTS, prediction, truth
 from ground.tracking import queries
 from ground.train.data import load_records
 

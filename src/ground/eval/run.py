@@ -26,9 +26,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ground.data.jsonl import read_jsonl, write_jsonl_atomic, write_text_atomic
-from ground.eval.benchmarks import Benchmark, benchmark, flatten, score_answers, select
+from ground.common.catalog import Benchmark, benchmark
+from ground.common.jsonl import read_jsonl, write_jsonl_atomic, write_text_atomic
 from ground.eval.infer import pick_device, predict
+from ground.eval.scoring import flatten, score_answers, select
 from ground.tracking.record import artifact_entries, sha256_file, write_job_record
 from ground.train.data import FeatureLookup, load_records
 

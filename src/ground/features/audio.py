@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ground.media import MediaError, ffmpeg_exe
+from ground.common.media import MediaError, ffmpeg_exe
 
 FRAME_LENGTH_MS = 25.0
 FRAME_SHIFT_MS = 10.0

@@ -22,12 +22,12 @@ from typing import Any
 import ffmpeg
 import numpy as np
 
+from ground.common.media import MediaError, ffmpeg_exe
 from ground.features.video import (
     sample_frames,
     sample_frames_decode_all,
     sample_frames_single_pass,
 )
-from ground.media import MediaError, ffmpeg_exe
 
 SAMPLERS: dict[str, Callable[[Path, int, int], np.ndarray]] = {
     "seek": sample_frames,

@@ -23,13 +23,13 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from ground.data.jsonl import read_jsonl
+from ground.common.jsonl import read_jsonl
+from ground.common.media import MediaError
 from ground.features.audio import preprocess_audio
-from ground.features.encoders import Encoder, load_encoder
 from ground.features.image import load_image_padded, to_pixel_values
 from ground.features.store import FeatureStore, feature_key, file_sha256
 from ground.features.video import sample_frames, sample_frames_single_pass
-from ground.media import MediaError
+from ground.model.encoders import Encoder, load_encoder
 
 # Both return the same frames (tested); which is faster depends on frames per video and GOP.
 SAMPLERS = {"seek": sample_frames, "single_pass": sample_frames_single_pass}
@@ -158,7 +158,7 @@ def _write_index(index: Path, entries: list[dict]) -> None:
 
 
 def main() -> None:
-    from ground.config import load_config
+    from ground.common.config import load_config
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--modality", choices=sorted(RECORD_FIELD), required=True)

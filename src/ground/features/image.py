@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ground.media import MediaError
+from ground.common.media import MediaError
 
 CLIP_MEAN_RGB = (122, 116, 104)
 

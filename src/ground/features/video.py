@@ -25,7 +25,7 @@ from pathlib import Path
 import ffmpeg
 import numpy as np
 
-from ground.media import MediaError, ffmpeg_exe, media_duration
+from ground.common.media import MediaError, ffmpeg_exe, media_duration
 
 # How far before a failed seek to retry, in seconds: a seek past the last frame (container
 # duration longer than the video stream, e.g. a longer audio track) returns no frame at all.

@@ -45,8 +45,9 @@ from typing import Any
 
 import torch
 
-from ground.features.encoders import Encoder, create_tiny_encoders, load_encoder
+from ground.demo.encoders import create_tiny_encoders
 from ground.model.config import GroundingConfig
+from ground.model.encoders import Encoder, load_encoder
 from ground.model.grounding import GroundingModel
 from ground.model.tokens import MEDIA_TOKENS, SPECIAL_TOKENS
 
@@ -169,7 +170,7 @@ def _paper_encoders(device: torch.device, dtype: torch.dtype) -> dict[str, Encod
         CLIPVisionModel,
     )
 
-    from ground.features.imagebind import ImageBindAudioConfig, ImageBindAudioModel
+    from ground.model.imagebind import ImageBindAudioConfig, ImageBindAudioModel
 
     clip = CLIPVisionConfig(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24,
                             num_attention_heads=16, image_size=336, patch_size=14)  # fmt: skip

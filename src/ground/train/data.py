@@ -9,7 +9,7 @@
     >>> loader = DataLoader(dataset, batch_size=16,
     ...                     collate_fn=lambda b: collate(b, tokenizer.pad_token_id))
 
-Every sample is tokenized once, at construction, piece by piece (see `ground.train.template`):
+Every sample is tokenized once, at construction, piece by piece (see `ground.model.template`):
 tokens never straddle a trained/untrained boundary, so labels line up exactly, and the first
 piece tokenizes exactly as `inference_prompt` does at generation time. Media are never decoded
 here: `__getitem__` only reads features cached by the feature step.
@@ -32,9 +32,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ground.data.jsonl import read_jsonl
+from ground.common.jsonl import read_jsonl
 from ground.features.store import FeatureStore
-from ground.train.template import MEDIA_TAGS, MEDIA_TOKENS, RECORD_FIELD, prompt_pieces
+from ground.model.template import MEDIA_TAGS, MEDIA_TOKENS, RECORD_FIELD, prompt_pieces
 
 log = logging.getLogger(__name__)
 IGNORE = -100

@@ -19,13 +19,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ground.steps import TRAIN_SHARED
+from ground.common.config import TRAIN_SHARED
 from ground.train.curves import plot_losses
 from ground.train.loop import TrainSpec
 
 
 def write_spec(stage: int, params: dict, inputs: dict[str, Any], out: Path, cache: Path) -> TrainSpec:
-    """`params` is the stage's `params.cfg` (see `ground.steps.step_config`)."""
+    """`params` is the stage's `params.cfg` (see `ground.workflow.steps.step_config`)."""
     spec = TrainSpec(
         stage=stage,
         init=str(inputs["init"]),

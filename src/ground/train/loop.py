@@ -36,7 +36,7 @@ class TrainSpec:
     init: str  # base LLM folder (stage 1) or the previous stage's checkpoint
     out: str  # final checkpoint folder
     resume_dir: str
-    records: list[str]  # the stage's mixture (JSONL, ground.data.mixture)
+    records: list[str]  # the stage's mixture (JSONL, ground.mixture.run)
     feature_index: dict[str, str]  # modality -> features index JSONL
     feature_store: str
     hp: dict[str, Any]  # this stage's config section (train.stageN)

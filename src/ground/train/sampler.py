@@ -4,7 +4,7 @@
     ...                            start_batch=120)                  # continue after 120 batches
     >>> DataLoader(dataset, batch_size=16, sampler=sampler, collate_fn=...)
 
-Which records a stage has is the assemble_mixture step's business (`ground.data.mixture`).
+Which records a stage has is the assemble_mixture step's business (`ground.mixture.run`).
 """
 
 from __future__ import annotations

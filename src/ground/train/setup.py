@@ -17,8 +17,8 @@ import torch
 from ground.model.adapters import feature_statistics
 from ground.model.config import GroundingConfig
 from ground.model.grounding import GroundingModel
+from ground.model.template import RECORD_FIELD
 from ground.train.data import FeatureLookup, StageDataset
-from ground.train.template import RECORD_FIELD
 
 STATISTICS_ITEMS = 512  # media per modality that the adapters' feature statistics are taken from
 

@@ -1,0 +1,2 @@
+"""Shared by several steps: the recipe schema (`config`), the catalog of datasets, models and
+benchmarks (`catalog`), coordinate formats (`formats`), JSON(L) files (`jsonl`), ffmpeg (`media`)."""

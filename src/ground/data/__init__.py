@@ -1,1 +1,0 @@
-"""data phase of the ground pipeline."""

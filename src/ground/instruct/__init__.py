@@ -1,1 +1,0 @@
-"""instruct phase of the ground pipeline."""

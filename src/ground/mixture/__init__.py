@@ -1,0 +1,1 @@
+"""The mixture step (rule assemble_mixture): `run`."""
