@@ -122,8 +122,13 @@ def get_stage_config(wildcards):
     return step_config(config, f"stage{wildcards.stage}")
 
 
-def get_stage_resource(name):
+def get_resource(section, name):
+    """One of the recipe's `<section>.resources` for a step's jobs (`train`: the job's stage)."""
+
     def resource(wildcards):
-        return config["train"][f"stage{wildcards.stage}"]["resources"][name]
+        node = config[section]
+        if section == "train":
+            node = node[f"stage{wildcards.stage}"]
+        return node["resources"][name]
 
     return resource

@@ -17,8 +17,12 @@ rule evaluate_benchmark:
     conda:
         "../envs/train.yaml"
     threads: 2
+    resources:
+        gpu=get_resource("eval", "gpus"),
+        mem_mb=get_resource("eval", "mem_mb"),
+        runtime=get_resource("eval", "runtime"),
     params:
-        cfg=config["eval"],
+        cfg=step_config(config, "eval"),
         code=CODE["eval"],
         store=config["features"]["store"],
     script:

@@ -12,8 +12,12 @@ rule cache_features:
     conda:
         "../envs/features.yaml"
     threads: 2
+    resources:
+        gpu=get_resource("features", "gpus"),
+        mem_mb=get_resource("features", "mem_mb"),
+        runtime=get_resource("features", "runtime"),
     params:
-        cfg=config["features"],
+        cfg=step_config(config, "features"),
         code=CODE["features"],
     script:
         "scripts/cache_features.py"

@@ -14,9 +14,10 @@ rule train_stage:
         "../envs/train.yaml"
     threads: 2
     resources:
-        gpu=get_stage_resource("gpus"),
-        mem_mb=get_stage_resource("mem_mb"),
-        runtime=get_stage_resource("runtime"),
+        gpu=get_resource("train", "gpus"),
+        nodes=get_resource("train", "nodes"),
+        mem_mb=get_resource("train", "mem_mb"),
+        runtime=get_resource("train", "runtime"),
     params:
         cfg=get_stage_config,
         code=CODE["stage1"],

@@ -114,6 +114,22 @@ class Generate:
 
 
 @dataclass
+class Resources:
+    """What one job of a step asks a cluster for: Snakemake resources that the SLURM plugin maps to
+    sbatch options (`gpu`, `nodes`, `mem_mb`, `runtime`); a profile's `set-resources` overrides
+    them per rule. GPUs define a training stage's global batch, so they belong to the recipe."""
+
+    gpus: int = 0  # per node; 0 on a machine without GPUs
+    nodes: int = 1  # a training stage may span nodes (one launcher per node); other steps use 1
+    mem_mb: int = 8000
+    runtime: int = 60  # minutes
+
+    def __post_init__(self) -> None:
+        if self.gpus < 0 or self.nodes < 1 or self.mem_mb < 1 or self.runtime < 1:
+            raise ConfigError(f"resources: gpus >= 0, nodes, mem_mb and runtime >= 1 ({self})")
+
+
+@dataclass
 class ImageFeatures:
     encoder: str = "resources/demo/models/image_encoder"
     size: int = 64
@@ -148,15 +164,7 @@ class Features:
     image: ImageFeatures = field(default_factory=ImageFeatures)
     video: VideoFeatures = field(default_factory=VideoFeatures)
     audio: AudioFeatures = field(default_factory=AudioFeatures)
-
-
-@dataclass
-class Resources:
-    """What one stage asks a cluster for (a Snakemake profile maps these to the scheduler)."""
-
-    gpus: int = 0
-    mem_mb: int = 8000
-    runtime: int = 60  # minutes
+    resources: Resources = field(default_factory=Resources)  # per feature job
 
 
 @dataclass
@@ -235,6 +243,7 @@ class Eval:
     device: str = "auto"  # auto: cuda when visible, else cpu
     precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 on GPU, fp32 on CPU
     limit: int = 0  # score only the first N questions of each benchmark (0: all)
+    resources: Resources = field(default_factory=Resources)  # per benchmark job
 
     def __post_init__(self) -> None:
         from ground.common.catalog import BENCHMARKS

@@ -96,12 +96,17 @@ def step_of_rule(rule: str, wildcards: dict[str, str] | None = None) -> str | No
 
 def step_config(config: dict[str, Any], name: str) -> Any:
     """The config a step's jobs get as `params.cfg`: its section; for a training stage, its own
-    `train.stageN` plus the shared `train` keys, so `train.stage2.lr` reruns stages 2-3 only."""
+    `train.stageN` plus the shared `train` keys, so `train.stage2.lr` reruns stages 2-3 only.
+    Cluster resources are left out (what a job asks a scheduler for changes no result), except a
+    stage's GPUs and nodes: they set its processes, hence its global batch."""
     spec = step(name)
     if not spec.wildcards:
-        return section(config, spec.section)
+        cfg = section(config, spec.section)
+        return {k: v for k, v in cfg.items() if k != "resources"} if isinstance(cfg, dict) else cfg
     train = config["train"]
-    return {name: train[name]} | {k: train[k] for k in TRAIN_SHARED}
+    stage = dict(train[name])
+    stage["resources"] = {k: stage["resources"][k] for k in ("gpus", "nodes")}
+    return {name: stage} | {k: train[k] for k in TRAIN_SHARED}
 
 
 def section(config: dict[str, Any], dotted: str) -> Any:
