@@ -20,6 +20,7 @@ from typing import Annotated, Any
 import typer
 from ground_cli import evaluation
 from ground_cli.data import data_app
+from ground_cli.release import import_app
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -93,7 +94,7 @@ def run(
     set_: SetOpt = [],
     cores: Annotated[int, typer.Option(help="CPU cores Snakemake may use at once.")] = max(1, os.cpu_count() or 1),
     dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Plan only: list the jobs that would run.")] = False,
-    profile: Annotated[Path | None, typer.Option(help="Snakemake profile folder (e.g. for SLURM).")] = None,
+    profile: Annotated[Path | None, typer.Option(help="Snakemake profile folder (config.v8+.yaml): profiles/local, profiles/slurm or your own; its keys override --cores. See README, Running on a cluster.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also show Snakemake's own output.")] = False,
 ) -> None:
     """Run the pipeline (up to --until), recording the run, its jobs, artifacts and metrics in DuckDB."""
@@ -141,10 +142,21 @@ def status(
 
 
 @app.command()
-def runs(json_: JsonOpt = False, config: ConfigOpt = None, limit: int = 20) -> None:
+def runs(
+    json_: JsonOpt = False,
+    config: ConfigOpt = None,
+    limit: int = 20,
+    run_id: Annotated[str | None, typer.Option("--run", help="List this run's jobs: where each ran (host, cluster job id).")] = None,
+) -> None:
     """List recorded runs, newest first: job counts and the GPT requests/tokens they used."""
-    from ground.tracking.queries import list_runs
+    from ground.tracking.queries import list_jobs, list_runs
 
+    if run_id is not None:
+        jobs = list_jobs(database(recipe(config, [])), run_id)
+        if not jobs:
+            raise fail(f"no jobs recorded for run {run_id!r} (ground runs lists the runs)")
+        show(jobs, json_, ["rule", "wildcards", "step", "status", "host", "scheduler_job_id", "started", "finished"])
+        return
     rows = list_runs(database(recipe(config, [])), limit=limit)
     columns = ["id", "status", "started", "finished", "targets", "git_commit", "jobs_ok", "jobs_failed",
                "requests", "tokens_in", "tokens_out"]  # fmt: skip
@@ -199,6 +211,7 @@ def collapse_curves(rows: list[dict]) -> list[dict]:
 app.command("eval")(evaluation.eval_command)
 app.command("report")(evaluation.report_command)
 app.add_typer(data_app, name="data")
+app.add_typer(import_app, name="import")
 
 bench_app = typer.Typer(help="Benchmarks that print ratios measured side by side in one run.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ground_cli.recovery import recover
 from ground_cli.workflow import Events, Request, execute
 from rich.console import Console
 from rich.markup import escape
@@ -31,7 +32,7 @@ def run_pipeline(request: Request, db: Path, command_line: str, console: Console
     )  # fmt: skip
     os.environ["GROUND_RUN_ID"] = run_id
     console.print(f"run [bold]{run_id}[/] -> {db}", soft_wrap=True)
-    with exclusive(request.root, db, run_id, console):
+    with exclusive(request, db, run_id, console):
         try:
             events, ok = _execute_with_progress(request, console)
         except KeyboardInterrupt:
@@ -48,12 +49,14 @@ class RunInProgress(RuntimeError):
 
 
 @contextlib.contextmanager
-def exclusive(root: Path, db: Path, run_id: str, console: Console) -> Iterator[None]:
+def exclusive(request: Request, db: Path, run_id: str, console: Console) -> Iterator[None]:
     """One `ground run` per project folder; a run that was killed is cleaned up so this resumes.
 
     A killed Snakemake leaves its locks behind (and our run row says `running`); they are
-    released only when the process that wrote our marker is gone.
+    released only when the process that wrote our marker is gone. Its cluster jobs may still be
+    running, or have finished since: `recovery.recover` waits for the ones and keeps the others.
     """
+    root = request.root
     marker = root / ".snakemake" / "ground-run.json"
     if marker.is_file():
         previous = json.loads(marker.read_text())
@@ -63,7 +66,9 @@ def exclusive(root: Path, db: Path, run_id: str, console: Console) -> Iterator[N
         shutil.rmtree(root / ".snakemake" / "locks", ignore_errors=True)
         with contextlib.suppress(KeyError):
             tracking.finish_run(db, previous["run_id"], "interrupted")
-        console.print(f"run {previous['run_id']} was interrupted; resuming (incomplete outputs are rebuilt)")
+        found = recover(request, previous["run_id"], console)
+        if not (found.waited or found.adopted or found.rebuilt):
+            console.print(f"run {previous['run_id']} was interrupted; resuming")
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.write_text(json.dumps({"pid": os.getpid(), "run_id": run_id}))
     try:

@@ -7,6 +7,7 @@ so `ground run` draws its progress and `ground status` its plan from them.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import sys
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from ground_cli.profile import Profile, ProfileError, load_profile
 from snakemake.api import SnakemakeApi
 from snakemake.settings.enums import Quietness, RerunTrigger
 from snakemake.settings.types import (
@@ -24,16 +26,17 @@ from snakemake.settings.types import (
     DeploymentSettings,
     ExecutionSettings,
     OutputSettings,
+    RemoteExecutionSettings,
     ResourceSettings,
+    SchedulingSettings,
 )
-from snakemake_interface_executor_plugins.registry import ExecutorPluginRegistry
 from snakemake_interface_logger_plugins.common import LogEvent
 
-# Keys of a Snakemake profile (config.v8+.yaml) that `ground run --profile` understands.
-PROFILE_KEYS = {
-    "executor", "jobs", "cores", "default-resources", "retries", "latency-wait", "keep-going",
-    "software-deployment-method", "sdm", "rerun-incomplete", "printshellcmds",
-}  # fmt: skip
+__all__ = ["Events", "Job", "Profile", "ProfileError", "Request", "execute", "load_profile"]
+
+
+# The recipe file the Snakefile reads (see `_recipe_file`); plain `snakemake` reads config.yaml.
+RECIPE_ENV = "GROUND_RECIPE"
 
 
 @dataclass
@@ -70,6 +73,7 @@ class Events:
         elif event == LogEvent.JOB_FINISHED:
             self.running.discard(data["job_id"])
             self.finished.add(data["job_id"])
+            self.failed.discard(data["job_id"])  # an attempt failed, its retry did not
         elif event == LogEvent.JOB_ERROR:
             self.running.discard(data["jobid"])
             self.failed.add(data["jobid"])
@@ -110,51 +114,44 @@ class Request:
     dryrun: bool = False
     profile: Path | None = None
     verbose: bool = False
+    # Mark the jobs done without running them (Snakemake's `touch` executor, always local,
+    # whatever the profile's executor): cli/recovery.py adopts jobs that finished unobserved.
+    touch: bool = False
 
 
 def execute(request: Request, events: Events) -> bool:
     """Build the DAG and run it (or dry-run it); True when every job succeeded."""
     profile = load_profile(request.profile)
     _job_environment(request.root)
+    os.environ[RECIPE_ENV] = str(_recipe_file(request.root, request.config))
     quiet = None if request.verbose else {Quietness.ALL}
-    with SnakemakeApi(OutputSettings(quiet=quiet, printshellcmds=profile.get("printshellcmds", False))) as api:
+    with SnakemakeApi(OutputSettings(**profile.kwargs("output", quiet=quiet))) as api:
         collector = _Collector(events)
         logging.getLogger("snakemake.logging").addHandler(collector)
         try:
             workflow = api.workflow(
-                resource_settings=ResourceSettings(
-                    cores=profile.get("cores", request.cores),
-                    nodes=profile.get("jobs"),
-                    default_resources=_default_resources(profile),
-                ),
-                # The CLI passes the whole validated recipe: it replaces config.yaml rather than being
-                # merged into it (a merge would keep keys of config.yaml's mappings, e.g. mixture).
-                config_settings=ConfigSettings(config=request.config, replace_workflow_config=True),
-                deployment_settings=_deployment(profile),
+                resource_settings=ResourceSettings(**profile.kwargs("resource", cores=_cores(request, profile))),
+                # The Snakefile reads the recipe from the file `_recipe_file` names (not --config:
+                # cluster jobs would get nested values back as strings, and config.yaml's mappings
+                # merged in, since Snakemake passes neither types nor replace_workflow_config on).
+                config_settings=ConfigSettings(),
+                deployment_settings=DeploymentSettings(**profile.kwargs("deployment")),
                 snakefile=request.root / "Snakefile",
                 workdir=request.root,
             )
             dag = workflow.dag(
                 DAGSettings(
+                    **profile.kwargs("dag", force_incomplete=True),
                     targets=set(request.targets),
                     until=set(request.until),
                     forcerun=set(request.forcerun),
                     forceall=request.forceall,
-                    force_incomplete=profile.get("rerun-incomplete", True),
                     # Code changes reach every rule through params.code (ground.workflow.steps.
                     # step_code), by content; Snakemake's own trigger is an adapter's mtime.
                     rerun_triggers=set(RerunTrigger.all()) - {RerunTrigger.CODE},
                 )
             )
-            dag.execute_workflow(
-                executor=profile.get("executor", "local"),
-                pseudo_executor="dryrun" if request.dryrun else None,
-                execution_settings=ExecutionSettings(
-                    keep_going=profile.get("keep-going", False),
-                    retries=profile.get("retries", 0),
-                    latency_wait=profile.get("latency-wait", 5),
-                ),
-            )
+            dag.execute_workflow(**_execution(request, profile))
         except Exception as err:  # Snakemake raises many types; report them all as a failed run
             events.errors.append(f"{type(err).__name__}: {err}")
             return False
@@ -163,37 +160,40 @@ def execute(request: Request, events: Events) -> bool:
     return not events.failed and not events.errors
 
 
-def load_profile(directory: Path | None) -> dict[str, Any]:
-    """Read a Snakemake profile folder's config.v8+.yaml (or config.yaml), supported keys only."""
-    if directory is None:
-        return {}
-    for name in ("config.v8+.yaml", "config.yaml"):
-        path = directory / name
-        if path.is_file():
-            profile = yaml.safe_load(path.read_text()) or {}
-            unknown = sorted(set(profile) - PROFILE_KEYS)
-            if unknown:
-                raise ValueError(f"{path}: unsupported profile keys {unknown}; supported: {sorted(PROFILE_KEYS)}")
-            executor = profile.get("executor", "local")
-            if executor not in ("local", "dryrun") and not ExecutorPluginRegistry().is_installed(executor):
-                raise ValueError(f"{path}: executor {executor!r} needs snakemake-executor-plugin-{executor}")
-            return profile
-    raise ValueError(f"{directory}: no config.v8+.yaml or config.yaml in this profile folder")
+def _cores(request: Request, profile: Profile) -> int | None:
+    """`--cores` for local execution; unset for a cluster executor (as `snakemake` leaves it):
+    Snakemake caps every job's threads at `cores` and passes it on to each cluster job, so the
+    head machine's CPU count would limit jobs on the nodes. A profile's `cores` still applies."""
+    return request.cores if request.touch or profile.local else None
 
 
-def _default_resources(profile: dict[str, Any]) -> dict[str, Any] | None:
-    items = profile.get("default-resources")
-    if not items or isinstance(items, dict):
-        return items or None
-    return {k: yaml.safe_load(v) for k, _, v in (item.partition("=") for item in items)}
+def _execution(request: Request, profile: Profile) -> dict[str, Any]:
+    """Arguments of `execute_workflow`: the profile's executor and settings, or a local touch."""
+    execution = ExecutionSettings(**profile.kwargs("execution", latency_wait=5))
+    if request.touch:  # a local pseudo-executor: nothing is submitted, outputs are touched
+        return {"executor": "local", "pseudo_executor": "touch", "execution_settings": execution}
+    return {
+        "executor": profile.executor,
+        "pseudo_executor": "dryrun" if request.dryrun else None,
+        "execution_settings": execution,
+        "remote_execution_settings": RemoteExecutionSettings(**profile.kwargs("remote")),
+        "scheduling_settings": SchedulingSettings(**profile.kwargs("scheduling")),
+        "executor_settings": profile.executor_settings,
+    }
 
 
-def _deployment(profile: dict[str, Any]) -> DeploymentSettings:
-    from snakemake_interface_executor_plugins.settings import DeploymentMethod
-
-    methods = profile.get("software-deployment-method", profile.get("sdm", []))
-    methods = [methods] if isinstance(methods, str) else methods
-    return DeploymentSettings(deployment_method={DeploymentMethod.parse_choice(m) for m in methods})
+def _recipe_file(root: Path, config: dict[str, Any]) -> Path:
+    """The validated recipe as a YAML file under `.snakemake/ground/`, named by its content: jobs
+    on any node read exactly what the head process planned with, and concurrent runs of other
+    recipes never overwrite it."""
+    text = yaml.safe_dump(config, sort_keys=True)
+    path = root / ".snakemake" / "ground" / f"recipe-{hashlib.sha256(text.encode()).hexdigest()[:16]}.yaml"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    return path
 
 
 def _job_environment(root: Path) -> None:

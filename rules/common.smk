@@ -4,7 +4,6 @@ from pathlib import Path
 from ground.common.catalog import authors_files, benchmark
 from ground.common.config import validate
 from ground.download.layout import raw_input, recipe_raw_files
-from ground.mixture.run import stage_sources
 from ground.workflow.steps import STEPS, step_code, step_config
 
 # One schema for the Snakefile and the CLI: a typo in config.yaml or --config fails here.
@@ -24,6 +23,7 @@ wildcard_constraints:
     modality="|".join(MODALITIES),
     stage="[123]",
     benchmark=r"[A-Za-z0-9_+\-]+",
+    shard=r"\d+",
 
 
 # The hub download's files are not outputs of its job: Snakemake deletes a job's outputs before
@@ -63,63 +63,6 @@ def get_converted(datasets, splits):
     return expand(
         "results/convert/{dataset}/{split}.jsonl", dataset=datasets, split=splits
     )
-
-
-def get_eval_data(wildcards):
-    """The converted evaluation files one benchmark scores (ground.eval.scoring)."""
-    return benchmark(wildcards.benchmark).data_files()
-
-
-def get_feature_inputs(wildcards):
-    """Every conversation file of the recipe and of its benchmarks: the feature step encodes
-    the media they name."""
-    cfg = config["convert"]
-    evaluated = [
-        f for b in config["eval"]["benchmarks"] for f in benchmark(b).data_files()
-    ]
-    converted = get_converted(cfg["datasets"], cfg["splits"])
-    return sorted(set(converted + evaluated)) + ["results/generate/dialogues.jsonl"]
-
-
-def get_eval_targets():
-    return expand(
-        "results/eval/{benchmark}/scores.json", benchmark=config["eval"]["benchmarks"]
-    )
-
-
-def get_mixture_sources(wildcards):
-    """Source name -> train-split file of the sources a stage's mixture selects from."""
-    sources = stage_sources(config, int(wildcards.stage))
-    return {name: str(path) for name, path in sources.items()}
-
-
-def get_stage_alpha(wildcards):
-    return config["train"][f"stage{wildcards.stage}"]["alpha"]
-
-
-def get_stage_inputs(wildcards):
-    stage = int(wildcards.stage)
-    previous = (
-        f"results/train/stage{stage - 1}/model" if stage > 1 else get_base_models()
-    )
-    features = {m: f"results/features/{m}.index.jsonl" for m in MODALITIES}
-    records = f"results/mixture/stage{stage}.jsonl"
-    return {"records": records, "init": previous} | features
-
-
-def get_stage_init(wildcards):
-    """Stage 1 starts from the base LLM (inside the download's models folder), later stages
-    from the previous stage's checkpoint."""
-    stage = int(wildcards.stage)
-    return (
-        config["train"]["llm"]
-        if stage == 1
-        else f"results/train/stage{stage - 1}/model"
-    )
-
-
-def get_stage_config(wildcards):
-    return step_config(config, f"stage{wildcards.stage}")
 
 
 def get_resource(section, name):

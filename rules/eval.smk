@@ -1,7 +1,7 @@
-# Answer one benchmark's questions with the stage-3 model and score them (with trivial baselines).
+# Answer one benchmark's questions with the stage-3 model (or the imported release) and score them.
 rule evaluate_benchmark:
     input:
-        model="results/train/stage3/model",
+        model=get_eval_checkpoint(),
         data=get_eval_data,
         image="results/features/image.index.jsonl",
         video="results/features/video.index.jsonl",

@@ -1,4 +1,6 @@
 # Train one stage (1: adapters, 2: LLM + adapters, 3: instruction tuning) on cached features.
+# On several nodes the job is an `mpi` one: not wrapped in `srun -n1`, it runs one torchrun per
+# node through its own srun (ground.train.world.slurm_resources).
 rule train_stage:
     input:
         unpack(get_stage_inputs),
@@ -14,8 +16,12 @@ rule train_stage:
         "../envs/train.yaml"
     threads: 2
     resources:
-        gpu=get_resource("train", "gpus"),
-        nodes=get_resource("train", "nodes"),
+        gpu=rule_resource(config, "gpu"),
+        gres=rule_resource(config, "gres"),
+        nodes=rule_resource(config, "nodes"),
+        mpi=rule_resource(config, "mpi"),
+        tasks=rule_resource(config, "tasks"),
+        tasks_per_gpu=rule_resource(config, "tasks_per_gpu"),
         mem_mb=get_resource("train", "mem_mb"),
         runtime=get_resource("train", "runtime"),
     params:

@@ -1,16 +1,17 @@
-"""Adapter of rule cache_features (rules/features.smk) -> ground.features.extract.cache_features."""
+"""Adapter of rule cache_features (rules/features.smk) -> ground.features.extract.cache_shard."""
 
 from pathlib import Path
 
-from ground.features.extract import cache_features
+from ground.features.extract import cache_shard
 from ground.tracking.adapter import step_job
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 with step_job(smk) as job:
-    summary = cache_features(
-        smk.wildcards.modality, [Path(p) for p in smk.input], Path(smk.output.index), smk.params.cfg
-    )
+    modality, shard = smk.wildcards.modality, int(smk.wildcards.shard)
+    records = [Path(p) for p in smk.input.records]
+    cfg = smk.params.cfg
+    summary = cache_shard(modality, records, Path(smk.output.index), cfg, shard, cfg["shards"])
     job.note("summary", summary)
     counts = {"encoded": summary["encoded"], "cached": summary["cached"], "failed": len(summary["failed"])}
     for name, value in counts.items():
-        job.metric(f"media_{name}", value, benchmark="features", split=smk.wildcards.modality)
+        job.metric(f"media_{name}", value, benchmark="features", split=modality)

@@ -61,8 +61,9 @@ def test_first_run_builds_every_step_and_tracks_it(project):
     (runs,) = con.execute("select count(*) from runs where status = 'ok'").fetchone()
     jobs = dict(con.execute("select rule, count(*) from jobs group by rule").fetchall())
     assert runs == 1
-    # download, 3 datasets x 3 splits, generate, 3 modalities
-    assert jobs == {"download_data": 1, "convert_dataset": 9, "generate_instructions": 1, "cache_features": 3}
+    # download, 3 datasets x 3 splits, generate; per modality a split, 2 shard jobs, a gather
+    assert jobs == {"download_data": 1, "convert_dataset": 9, "generate_instructions": 1,
+                    "split_media": 3, "cache_features": 6, "gather_features": 3}  # fmt: skip
     path, size, sha = con.execute(
         "select path, size, sha256 from artifacts where path like '%demo_image/train.jsonl'"
     ).fetchone()
@@ -152,15 +153,51 @@ def test_runs_and_metrics_commands_read_the_database(project):
     assert len(runs) >= 2 and {"ok", "failed"} <= {r["status"] for r in runs}
     metrics = json.loads(ground(project, "metrics", "--json").stdout)
     assert any(m["name"] == "media_encoded" for m in metrics)
+    first = min((r for r in runs if r["status"] == "ok"), key=lambda r: r["started"])
+    jobs = json.loads(ground(project, "runs", "--run", first["id"], "--json").stdout)
+    assert {j["rule"] for j in jobs} >= {"download_data", "convert_dataset"}
+    assert all(j["host"] and j["scheduler_job_id"] is None for j in jobs)  # local: no scheduler
 
 
-def test_new_media_only_are_encoded(project):
-    videos = project / "resources/demo/media/videos"
-    before = {hashlib.sha256(p.read_bytes()).hexdigest() for p in videos.glob("train_*.mp4")}
-    grown = "download.demo.splits={train: 8, val: 2, test: 2}"
-    ground(project, "run", "--until", "features", "--set", grown)
-    after = {hashlib.sha256(p.read_bytes()).hexdigest() for p in videos.glob("train_*.mp4")}
-    record = json.loads((project / "results/features/video.job.json").read_text())
-    summary = record["notes"]["summary"]
-    assert summary["encoded"] == len(after - before) == 2
-    assert summary["cached"] == summary["media"] - 2
+def shard_records(project: Path, modality: str) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in (project / "results/features" / modality).glob("shard[0-9]*.job.json")}
+
+
+def indexed(project: Path, modality: str) -> set[str]:
+    lines = (project / f"results/features/{modality}.index.jsonl").read_text().splitlines()
+    return {json.loads(line)["media"] for line in lines}
+
+
+def test_new_media_rerun_only_the_shard_jobs_they_belong_to(project):
+    """Grown data reruns conversion; after the split checkpoint only the shards that got new
+    media encode. Then media added to converted data by hand: the plan names only their shard."""
+    from ground.features.shards import shard_of
+
+    # the recipe of the previous run (on_error=skip) is kept, so that only the data changes
+    sets = ["download.demo.splits={train: 8, val: 2, test: 2}", "features.on_error=skip"]
+    names = {p.name for p in (project / "resources/demo/media/videos").glob("*.mp4")}
+    media, records = indexed(project, "video"), shard_records(project, "video")
+    ground(project, "run", "--until", "features", *[x for s in sets for x in ("--set", s)])
+    new = {m for m in indexed(project, "video") - media if Path(m).name not in names}
+    after = shard_records(project, "video")
+    ran = {name for name in after if records.get(name) != after[name]}
+    assert len(new) == 2 and ran == {f"shard{shard_of(m, 2)}.job.json" for m in new}
+    assert sum(json.loads(after[name])["notes"]["summary"]["encoded"] for name in ran) == 2
+
+    data = project / "results/convert/demo_image/test.jsonl"
+    lines = data.read_text().splitlines()
+    first = json.loads(lines[0])
+    source = Path(first["image"])
+    candidates = (str(source.with_name(f"extra_{i}{source.suffix}")) for i in range(100))
+    added = [m for m in candidates if shard_of(m, 2) == 0][:2]
+    for path in added:
+        (project / path).write_bytes((project / source).read_bytes())
+    data.write_text("\n".join([*lines, *(json.dumps(first | {"id": m, "image": m}) for m in added)]) + "\n")
+    records = shard_records(project, "image")
+    plan = status(project, *sets)
+    will_run = {job for job, entry in plan.items() if entry["state"] == "will-run"}
+    assert will_run == {"cache_features[modality=image,shard=0]", "gather_features[modality=image]"}
+    ground(project, "run", "--until", "features", *[x for s in sets for x in ("--set", s)])
+    after = shard_records(project, "image")
+    assert {name for name in after if records[name] != after[name]} == {"shard0.job.json"}
+    assert set(added) <= indexed(project, "image")

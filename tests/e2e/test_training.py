@@ -67,7 +67,7 @@ def test_killed_stage2_resumes_from_its_last_checkpoint(project):
 
     ground(project, "run", "--until", "stage3")
     log = (project / "logs/train/stage2.log").read_text()
-    assert "stage 2: resuming from step" in log
+    assert "stage 2: resumed from step" in log
     summary = stage_summary(project, 2)
     assert summary["resumed_from"] > 0 and summary["steps"] > summary["resumed_from"]
     losses = [json.loads(x) for x in (project / "results/train/stage2/losses.jsonl").read_text().splitlines()]

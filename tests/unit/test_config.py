@@ -14,7 +14,7 @@ def test_shipped_recipe_parses_and_matches_schema_defaults():
     cfg = load_config(ROOT / "config.yaml")
     assert cfg["recipe"] == "demo"
     assert set(cfg) == {"recipe", "download", "convert", "generate", "features", "train", "mixture", "eval",
-                        "tracking"}
+                        "release", "tracking"}
     assert {"stage1", "stage2", "stage3", "llm", "launcher"} <= set(cfg["train"])
     assert cfg["tracking"]["database"] == "results/ground.duckdb"
     assert isinstance(cfg["convert"]["seed"], int)

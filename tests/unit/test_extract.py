@@ -105,3 +105,26 @@ def test_sampler_choice_is_not_part_of_the_feature_key_but_frames_are():
     assert preprocess_params("video", cfg) == seek
     cfg["video"]["frames"] = 16
     assert preprocess_params("video", cfg) != seek
+
+
+def test_shards_encode_disjoint_media_into_one_store(tmp_path, encoders):
+    from ground.features.extract import cache_shard
+    from ground.features.shards import shard_of
+
+    cfg = config(tmp_path, encoders)
+    names = [f"{c}.png" for c in "abcdefgh"]
+    records = write_images(tmp_path / "media", names)
+    summaries = [cache_shard("image", [records], tmp_path / f"s{i}.jsonl", cfg, i, 3) for i in range(3)]
+    indexed = [
+        [json.loads(line)["media"] for line in (tmp_path / f"s{i}.jsonl").read_text().splitlines()]
+        for i in range(3)
+    ]
+    assert sorted(m for part in indexed for m in part) == [str(tmp_path / "media" / n) for n in names]
+    assert all(shard_of(m, 3) == i for i, part in enumerate(indexed) for m in part)
+    assert [s["encoded"] for s in summaries] == [len(part) for part in indexed]
+    assert [s["shard"] for s in summaries] == [0, 1, 2]
+    # a shard's job finds in the shared store what another shard's job already encoded
+    whole = cache_features("image", [records], tmp_path / "all.jsonl", cfg)
+    assert (whole["encoded"], whole["cached"]) == (0, 8)
+    with pytest.raises(ValueError, match="shard 3"):
+        cache_shard("image", [records], tmp_path / "s3.jsonl", cfg, 3, 3)

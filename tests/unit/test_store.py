@@ -1,4 +1,4 @@
-"""The feature store: round trips, append-only shards, and what survives a crash."""
+"""The feature store: round trips, write-once files, old stores, parallel writers, crashes."""
 
 from __future__ import annotations
 
@@ -77,21 +77,75 @@ def test_an_exception_inside_the_writer_keeps_what_was_added(tmp_path: Path) -> 
     assert reopened.load("earlier").tolist() == [1.0, 1.0]
 
 
-def test_a_torn_index_line_and_a_stray_tmp_shard_are_ignored(tmp_path: Path) -> None:
-    with FeatureStore(tmp_path).writer(shard_size=2) as writer:
-        for key, value in tensors(4).items():
+def legacy_store(root: Path, data: dict[str, torch.Tensor], shard_size: int) -> Path:
+    """A store as written before per-shard index files: shards plus one appended index.jsonl."""
+    with FeatureStore(root).writer(shard_size=shard_size) as writer:
+        for key, value in data.items():
             writer.add(key, value)
-    index = tmp_path / "index.jsonl"
+    parts = [p for p in writer.written if p.suffix == ".jsonl"]  # in the order they were appended
+    (root / "index.jsonl").write_bytes(b"".join(p.read_bytes() for p in parts))
+    for part in parts:
+        part.unlink()
+    (root / "index").rmdir()
+    return root / "index.jsonl"
+
+
+def test_a_store_written_the_old_way_stays_readable_and_is_never_written_again(tmp_path: Path) -> None:
+    index = legacy_store(tmp_path, tensors(4), shard_size=2)
+    old = index.read_bytes()
+    store = FeatureStore(tmp_path)
+    assert sorted(store.keys()) == ["key000", "key001", "key002", "key003"]
+    with store.writer() as writer:
+        for key, value in tensors(3, start=3).items():  # key003 is already there
+            writer.add(key, value)
+    assert index.read_bytes() == old
+    assert len(list((tmp_path / "index").glob("*.jsonl"))) == 1
+    assert len(FeatureStore(tmp_path)) == 6
+
+
+def test_a_torn_index_line_and_a_stray_tmp_shard_are_ignored(tmp_path: Path) -> None:
+    index = legacy_store(tmp_path, tensors(4), shard_size=2)
     index.write_bytes(index.read_bytes()[:-25])  # a crash in the middle of the last line
     (tmp_path / "shards" / ".half-written.safetensors.tmp").write_bytes(b"\x00" * 10)
+    (tmp_path / "index").mkdir()
+    (tmp_path / "index" / ".half-written.jsonl.tmp").write_bytes(b'{"key": "gho')
     store = FeatureStore(tmp_path)
     assert sorted(store.keys()) == ["key000", "key001", "key002"]
     assert store.load("key002").tolist() == [[2.0] * 3] * 2
-    # The next session appends on a fresh line instead of gluing onto the torn one.
     with store.writer() as writer:
         writer.add("key003", torch.zeros(1))
         writer.add("new", torch.zeros(1))
     assert sorted(FeatureStore(tmp_path).keys()) == ["key000", "key001", "key002", "key003", "new"]
+
+
+def test_two_writers_at_once_write_no_common_file_and_readers_see_both(tmp_path: Path) -> None:
+    """Two jobs (threads here; on a cluster, processes on other nodes) fill one store together."""
+    import threading
+
+    barrier = threading.Barrier(2)
+    written: dict[int, list[Path]] = {}
+
+    def fill(job: int) -> None:
+        store = FeatureStore(tmp_path)  # each opens the store before the other has written
+        barrier.wait()
+        with store.writer(shard_size=3) as writer:
+            for key, value in tensors(7, start=100 * job).items():
+                writer.add(key, value)
+                barrier.wait()  # interleave: every shard of one lands between shards of the other
+        written[job] = writer.written
+
+    threads = [threading.Thread(target=fill, args=(job,)) for job in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert set(written[0]).isdisjoint(written[1])
+    on_disk = {p for p in tmp_path.rglob("*") if p.is_file()}
+    assert on_disk == set(written[0]) | set(written[1])  # nothing shared, no tmp left behind
+    assert not (tmp_path / "index.jsonl").exists()
+    store = FeatureStore(tmp_path)
+    assert sorted(store.keys()) == sorted([*tensors(7), *tensors(7, start=100)])
+    assert store.load("key104").tolist() == [[104.0] * 3] * 2
 
 
 def test_index_lines_of_a_missing_shard_are_ignored(tmp_path: Path) -> None:

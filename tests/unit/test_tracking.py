@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import socket
 import subprocess
 import sys
 from datetime import datetime
@@ -169,6 +170,7 @@ def test_start_ingest_finish(tmp_path, monkeypatch):
     store, run_id = start(tmp_path)
     assert len(run_id.split("-")) == 3 and len(run_id) == len("20261124-121530-a1b2")
     monkeypatch.setenv("GROUND_RUN_ID", run_id)
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")  # as in a SLURM batch job
     record = run_job(fake_job(tmp_path))
 
     assert db.find_records(tmp_path / "results") == [record]
@@ -182,6 +184,7 @@ def test_start_ingest_finish(tmp_path, monkeypatch):
     assert run["finished"] >= run["started"]
     [job] = queries.list_jobs(store, run_id)
     assert job["step"] == "convert" and job["code_fingerprint"] == "abcd" * 4
+    assert job["scheduler_job_id"] == "4242" and job["host"] == socket.gethostname()
     assert job["wildcards"] == {"dataset": "refcoco", "split": "val"}
     assert job["record_path"] == str(record)
     assert job["id"] == sha(record)[:16]

@@ -36,7 +36,7 @@ from ground.train.data import (
     encode_sample,
     load_records,
 )
-from ground.train.sampler import ResumableSampler, epoch_order
+from ground.train.sampler import ResumableSampler, chunk_seed, epoch_order
 from ground.train.setup import stage_statistics
 
 # The order GroundingGPT adds them in (ids 32000..32008 there).
@@ -152,7 +152,7 @@ def by_id(rid: str) -> dict:
 def test_pieces_concatenate_to_the_template_text() -> None:
     text = "".join(t for t, _ in prompt_pieces(by_id("chat")["conversations"]))
     assert text == (
-        f"{SYSTEM}\n### Human: <image>\nDescribe the dog.\n### Assistant: The dog sits.\n###"
+        f"{SYSTEM}\n\n### Human: <image>\nDescribe the dog.\n### Assistant: The dog sits.\n###"
         " Human: Where is it?\n### Assistant: [0.5, 0.5, 0.9, 0.9]\n###"
     )
     trained = [t for t, flag in prompt_pieces(by_id("chat")["conversations"]) if flag]
@@ -392,6 +392,28 @@ def test_ranks_get_disjoint_slices_covering_the_epoch() -> None:
         list(ResumableSampler(50, batch, seed=0, world_size=world, rank=r)) for r in range(world)
     ]
     assert {len(indices) for indices in uneven} == {20} and set().union(*uneven) == set(range(50))
+
+
+@pytest.mark.parametrize("n", [16, 18, 5])
+def test_optimizer_steps_see_the_same_records_for_any_world_and_accumulation(n: int) -> None:
+    """1 process x accumulation 4, 2 x 2 and 4 x 1 (batch 2, global batch 8): step s gets the
+    same micro batches (as chunk number -> records), whichever rank and slot runs them."""
+    batch, global_batch = 2, 8
+    layouts = {}
+    for world in (1, 2, 4):
+        accum = global_batch // (batch * world)
+        steps: dict[int, dict[int, list[int]]] = {}
+        for rank in range(world):
+            sampler = ResumableSampler(n, batch, seed=3, world_size=world, rank=rank, accum=accum)
+            indices = list(sampler)
+            assert len(indices) == sampler.batches * batch and sampler.batches % accum == 0
+            for b in range(sampler.batches):
+                chunk = sampler.chunk(b)
+                steps.setdefault(b // accum, {})[chunk] = indices[b * batch : (b + 1) * batch]
+        layouts[world] = steps
+    assert layouts[1] == layouts[2] == layouts[4]
+    assert len(layouts[1]) == -(-n // global_batch)  # whole global batches, the last one wrapped
+    assert chunk_seed(3, 5) == chunk_seed(3, 5) != chunk_seed(3, 6)
 
 
 def test_record_fields_agree_with_the_feature_step() -> None:

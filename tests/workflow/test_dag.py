@@ -38,7 +38,8 @@ def test_fresh_project_plans_every_job_with_missing_outputs(project):
         counts[job["step"]] = counts.get(job["step"], 0) + 1
         assert job["state"] == "will-run"
         assert job["reasons"][0]["kind"] == "missing-output"
-    assert counts == {"download": 1, "convert": 9, "generate": 1, "mixture": 3, "features": 3,
+    # features: per modality one split checkpoint, features.shards (2) encoder jobs, one gather
+    assert counts == {"download": 1, "convert": 9, "generate": 1, "mixture": 3, "features": 12,
                       "stage1": 1, "stage2": 1, "stage3": 1, "eval": 3}  # fmt: skip
     order = ["download", "convert", "generate", "mixture", "features", "stage1", "stage2", "stage3",
              "eval"]  # fmt: skip
@@ -88,7 +89,8 @@ def test_profile_is_read_and_unknown_profile_keys_are_refused(project, tmp_path_
     (profile / "config.v8+.yaml").write_text("jobs: 3\nslurm-account: x\n")
     proc = ground(project, "run", "--dry-run", "--profile", str(profile))
     assert proc.returncode == 2
-    assert "unsupported profile keys ['slurm-account']" in proc.stderr
+    assert "unknown profile key 'slurm-account'" in proc.stderr
+    assert str(profile / "config.v8+.yaml") in proc.stderr
 
 
 def test_7b_recipe_plans_the_complete_dag(project):
@@ -108,3 +110,21 @@ def test_7b_recipe_plans_the_complete_dag(project):
         f"train_stage[stage={n}]" for n in (1, 2, 3)
     }
     assert {"download_data", "generate_instructions", "cache_features"} <= set(rules)
+    # features.shards: 64 encoder jobs per modality, each with its own slice of the media
+    assert rules.count("cache_features") == 3 * 64
+    assert rules.count("split_media") == rules.count("gather_features") == 3
+
+
+def test_until_features_ends_with_the_gathered_indexes(project):
+    proc = ground(project, "status", "--json", "--until", "features")
+    assert proc.returncode == 0, proc.stderr
+    jobs = json.loads(proc.stdout)["steps"]
+    features = {j["job"] for j in jobs if j["step"] == "features"}
+    assert features == {
+        *(f"split_media[modality={m}]" for m in ("audio", "image", "video")),
+        *(f"cache_features[modality={m},shard={n}]" for m in ("audio", "image", "video") for n in (0, 1)),
+        *(f"gather_features[modality={m}]" for m in ("audio", "image", "video")),
+    }
+    assert not {j["step"] for j in jobs} & {"stage1", "stage2", "stage3", "eval"}
+    one = ground(project, "status", "--json", "--until", "features", "--set", "features.shards=1")
+    assert sum(j["rule"] == "cache_features" for j in json.loads(one.stdout)["steps"]) == 3

@@ -240,6 +240,10 @@ MODELS: dict[str, Model] = {
                        repo_type="model")),  # fmt: skip
         Model("blip2-opt-2.7b", HubFiles("Salesforce/blip2-opt-2.7b", ("*.json", "*.safetensors"),
                                          repo_type="model")),  # fmt: skip
+        # The authors' released GroundingGPT-7B (a model repo named like their data's dataset
+        # repo): the `import` step turns it into our checkpoint and frozen encoders.
+        Model("groundinggpt-release", HubFiles("zwli/GroundingGPT",
+              ("*.json", "*.model", "*.bin", "*.safetensors"), repo_type="model")),  # fmt: skip
         Model("imagebind-huge-audio", manual=(
             "download https://dl.fbaipublicfiles.com/imagebind/imagebind_huge.pth, then save its "
             "audio branch as the transformers folder the audio encoder loads (config.json + "

@@ -165,6 +165,13 @@ class Features:
     video: VideoFeatures = field(default_factory=VideoFeatures)
     audio: AudioFeatures = field(default_factory=AudioFeatures)
     resources: Resources = field(default_factory=Resources)  # per feature job
+    # Jobs per modality: media go to shard sha256(path) mod shards (ground.features.shards), so a
+    # new media file reruns its shard's job only; 1 = one job per modality.
+    shards: int = 1
+
+    def __post_init__(self) -> None:
+        if self.shards < 1 or self.shard_size < 1 or self.batch_size < 1:
+            raise ConfigError(f"features: shards, shard_size and batch_size must be >= 1 ({self})")
 
 
 @dataclass
@@ -181,8 +188,14 @@ class Stage:
     save_every: int = 50  # optimizer steps between resumable checkpoints
     gradient_checkpointing: bool = False
     resources: Resources = field(default_factory=Resources)
+    # Processes when resources.gpus is 0 (torchrun/deepspeed on CPU, gloo): with GPUs there is
+    # one per GPU. It is part of the global batch, batch_size x grad_accum x (gpus x nodes, or
+    # this), which an allocation of another size keeps by changing the accumulation.
+    processes: int = 1
 
     def __post_init__(self) -> None:
+        if self.processes < 1:
+            raise ConfigError(f"train stage: processes must be >= 1 ({self})")
         if self.lr <= 0 or self.batch_size < 1 or self.grad_accum < 1 or self.epochs <= 0:
             raise ConfigError(f"train stage: lr, batch_size, grad_accum and epochs must be positive ({self})")
         if not 0 <= self.warmup_ratio < 1 or self.alpha < 0:
@@ -243,6 +256,11 @@ class Eval:
     device: str = "auto"  # auto: cuda when visible, else cpu
     precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 on GPU, fp32 on CPU
     limit: int = 0  # score only the first N questions of each benchmark (0: all)
+    checkpoint: Literal["stage3", "import"] = "stage3"  # stage 3's model, or the imported release
+    # training: the training text's prompt; release: the release's inference prompt (template.py)
+    prompt_format: Literal["training", "release"] = "training"
+    temperature: float = 0.0  # 0: greedy; the release's demo sampled at 0.2
+    seed: int = 0  # sampling seed (each batch is seeded from it and its record ids)
     resources: Resources = field(default_factory=Resources)  # per benchmark job
 
     def __post_init__(self) -> None:
@@ -253,6 +271,16 @@ class Eval:
             raise ConfigError(f"eval.benchmarks: unknown {unknown}; known: {list(BENCHMARKS)}")
         if self.batch_size < 1 or self.max_new_tokens < 1 or self.limit < 0:
             raise ConfigError("eval: batch_size and max_new_tokens must be >= 1, limit >= 0")
+        if self.temperature < 0:
+            raise ConfigError(f"eval.temperature must be >= 0, got {self.temperature}")
+
+
+@dataclass
+class Release:
+    """The `import` step: the authors' released checkpoint (zwli/GroundingGPT) in our layout."""
+
+    source: str = ""  # release folder; "" = <download.root>/models/groundinggpt-release
+    compare_frame_encoder: str = ""  # a BLIP-2 folder whose tensors import.json compares by hash
 
 
 @dataclass
@@ -270,6 +298,7 @@ class Recipe:
     train: Train = field(default_factory=Train)
     mixture: Mixture = field(default_factory=Mixture)
     eval: Eval = field(default_factory=Eval)
+    release: Release = field(default_factory=Release)
     tracking: Tracking = field(default_factory=Tracking)
 
 

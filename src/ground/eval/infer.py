@@ -1,4 +1,4 @@
-"""Answers of a checkpoint to evaluation questions: batched greedy decoding with a KV cache.
+"""Answers of a checkpoint to evaluation questions: batched decoding (greedy by default) with a KV cache.
 
     >>> from ground.eval.infer import predict
     >>> predict(Path("results/train/stage3/model"), records, lookup,
@@ -6,7 +6,9 @@
     {"demo_video-test-test_00000-temporal_grounding-0": "{0.25, 0.81}", ...}
 
 The question is the first human turn of each record, put in the training template
-(`ground.model.template.inference_prompt`, byte-identical to training) after BOS. Each batch's
+(`ground.model.template.inference_prompt`, byte-identical to training; `prompt_format="release"`:
+the release's inference prompt) after BOS. `temperature` > 0 samples (the release's demo: 0.2),
+each batch seeded from `seed` and its record ids, so a rerun or a resumed run draws the same. Each batch's
 media features go through the adapters once, before decoding: the LLM then generates from the
 spliced embeddings with its KV cache, so nothing is re-encoded per generated token (the reference
 code re-ran its video encoder for every token). Prompts are left-padded, batches are made of
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -73,8 +76,10 @@ def question(record: dict[str, Any]) -> str:
     return str(turns[0].get("value"))
 
 
-def prompt_ids(record: dict[str, Any], tokenizer: Any, n_tokens: dict[str, int]) -> list[int]:
-    text = inference_prompt(question(record), n_tokens)
+def prompt_ids(
+    record: dict[str, Any], tokenizer: Any, n_tokens: dict[str, int], fmt: str = "training"
+) -> list[int]:
+    text = inference_prompt(question(record), n_tokens, fmt)
     return [tokenizer.bos_token_id, *tokenizer(text, add_special_tokens=False)["input_ids"]]
 
 
@@ -90,11 +95,14 @@ def answer_batch(
     records: list[dict[str, Any]],
     lookup: FeatureLookup,
     max_new_tokens: int,
+    decoding: dict[str, Any] | None = None,
 ) -> list[str]:
-    """Greedy answers to the records' questions (one left-padded batch)."""
+    """Answers to the records' questions (one left-padded batch); `decoding`: prompt_format,
+    temperature (0: greedy), seed."""
+    decoding = {"prompt_format": "training", "temperature": 0.0, "seed": 0} | (decoding or {})
     device = next(model.parameters()).device
     n_tokens = model.tokens_per_media()
-    encoded = [prompt_ids(r, tokenizer, n_tokens) for r in records]
+    encoded = [prompt_ids(r, tokenizer, n_tokens, decoding["prompt_format"]) for r in records]
     width = max(len(ids) for ids in encoded)
     input_ids = torch.full((len(records), width), tokenizer.pad_token_id, dtype=torch.long)
     attention_mask = torch.zeros_like(input_ids)
@@ -108,17 +116,28 @@ def answer_batch(
         if rows:
             feats = torch.stack([lookup.load(modality, paths[row][modality]) for row in rows])
             media[modality] = (feats.to(device), torch.tensor(rows, device=device))
+    sampling = _sampling(decoding, records)
     out = model.generate(
         input_ids.to(device),
         attention_mask.to(device),
         media,
         max_new_tokens=max_new_tokens,
-        do_sample=False,
+        **sampling,
         pad_token_id=tokenizer.pad_token_id,
         stop_strings=[STOP],
         tokenizer=tokenizer,
     )
     return [cut_answer(t) for t in tokenizer.batch_decode(out, skip_special_tokens=True)]
+
+
+def _sampling(decoding: dict[str, Any], records: list[dict[str, Any]]) -> dict[str, Any]:
+    """generate() arguments: greedy, or sampling at the temperature with a per-batch seed."""
+    temperature = float(decoding["temperature"])
+    if temperature <= 0:
+        return {"do_sample": False}
+    ids = "\0".join(str(r["id"]) for r in records)
+    torch.manual_seed(int(decoding["seed"]) * 1_000_003 + zlib.crc32(ids.encode()))
+    return {"do_sample": True, "temperature": temperature, "top_p": 1.0, "top_k": 0}
 
 
 def predict(
@@ -131,6 +150,7 @@ def predict(
     max_new_tokens: int = 32,
     device: str = "cpu",
     precision: str = "auto",
+    decoding: dict[str, Any] | None = None,
 ) -> dict[str, str]:
     """Answers by record id for every record, resuming from `partial` (see module docstring)."""
     ids = [str(r["id"]) for r in records]
@@ -151,7 +171,7 @@ def predict(
     ) as bar:
         for start in range(0, len(todo), batch_size):
             batch = todo[start : start + batch_size]
-            texts = answer_batch(model, tokenizer, batch, lookup, max_new_tokens)
+            texts = answer_batch(model, tokenizer, batch, lookup, max_new_tokens, decoding)
             for record, text in zip(batch, texts):
                 answers[str(record["id"])] = text
                 out.write(json.dumps({"id": record["id"], "answer": text}) + "\n")

@@ -33,7 +33,8 @@ from ground.eval.scoring import flatten, score_answers, select
 from ground.tracking.record import artifact_entries, sha256_file, write_job_record
 from ground.train.data import FeatureLookup, load_records
 
-DECODING = ("batch_size", "max_new_tokens", "precision", "limit")
+DECODING = ("batch_size", "max_new_tokens", "precision", "limit", "prompt_format", "temperature", "seed")
+SAMPLING = {"prompt_format": "training", "temperature": 0.0, "seed": 0}  # greedy, training prompt
 
 
 def checkpoint_sha256(checkpoint: Path, memo_dir: Path | None = None) -> str:
@@ -121,8 +122,10 @@ def evaluate(
             checkpoint, records, lookup, partial,
             batch_size=int(cfg.get("batch_size", 16)), max_new_tokens=int(cfg.get("max_new_tokens", 32)),
             device=pick_device(str(cfg.get("device", "auto"))), precision=str(cfg.get("precision", "auto")),
+            decoding={k: cfg.get(k, v) for k, v in SAMPLING.items()},
         )  # fmt: skip
-        source = {"checkpoint": str(checkpoint), "checkpoint_sha256": ckpt_hash}
+        source = {"checkpoint": str(checkpoint), "checkpoint_sha256": ckpt_hash,
+                  "decoding": {k: cfg.get(k, v) for k, v in SAMPLING.items()}}  # fmt: skip
     scores = score_answers(bench, records, answers)
     out.mkdir(parents=True, exist_ok=True)
     write_jsonl_atomic(

@@ -23,30 +23,17 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from ground.common.jsonl import read_jsonl
 from ground.common.media import MediaError
 from ground.features.audio import preprocess_audio
 from ground.features.image import load_image_padded, to_pixel_values
+from ground.features.shards import RECORD_FIELD, referenced_media, split_media
 from ground.features.store import FeatureStore, feature_key, file_sha256
 from ground.features.video import sample_frames, sample_frames_single_pass
 from ground.model.encoders import Encoder, load_encoder
 
 # Both return the same frames (tested); which is faster depends on frames per video and GOP.
 SAMPLERS = {"seek": sample_frames, "single_pass": sample_frames_single_pass}
-# Which field of a conversation record names the media of each modality.
-RECORD_FIELD = {"image": "image", "video": "video", "audio": "sound"}
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
-
-
-def referenced_media(records: list[Path], modality: str) -> list[Path]:
-    """Unique media paths of one modality named by the records, in a stable order."""
-    field = RECORD_FIELD[modality]
-    found: set[str] = set()
-    for path in records:
-        for _, record in read_jsonl(path):
-            if record.get(field):
-                found.add(record[field])
-    return [Path(m) for m in sorted(found)]
 
 
 def preprocess_params(modality: str, cfg: dict[str, Any]) -> dict[str, Any]:
@@ -81,11 +68,31 @@ def make_loader(modality: str, cfg: dict[str, Any], encoder: Encoder) -> Callabl
 
 def cache_features(modality: str, records: list[Path], index: Path, cfg: dict[str, Any]) -> dict:
     """Encode the media of `records` not yet in the store; write the index; return a summary."""
+    return cache_media(modality, referenced_media(records, modality), index, cfg)
+
+
+def cache_shard(
+    modality: str, records: list[Path], index: Path, cfg: dict[str, Any], shard: int, shards: int
+) -> dict:
+    """`cache_media` of shard `shard` of `shards` (`ground.features.shards.shard_of`) of the
+    media `records` name: one `cache_features` job of the pipeline."""
+    if not 0 <= shard < shards:
+        raise ValueError(f"shard {shard} is not one of 0..{shards - 1}")
+    media = split_media(referenced_media(records, modality), shards)[shard]
+    return {"shard": shard, "shards": shards} | cache_media(modality, media, index, cfg)
+
+
+def cache_media(modality: str, media: list[Path], index: Path, cfg: dict[str, Any]) -> dict:
+    """Encode those of `media` not yet in the store; write their index; return a summary (one
+    shard job of the pipeline: it writes only its own store files, see store.py)."""
     started = time.perf_counter()
+    if not media:  # an empty shard: no encoder to load
+        _write_index(index, [])
+        return {"modality": modality, "media": 0, "encoded": 0, "cached": 0, "failed": [],
+                "encoder": None, "seconds": 0.0}  # fmt: skip
     encoder = load_encoder(modality, Path(cfg[modality]["encoder"]), device=cfg["device"])
     store = FeatureStore(Path(cfg["store"]) / modality)
     preprocess = preprocess_params(modality, cfg)
-    media = referenced_media(records, modality)
     keys = {p: feature_key(file_sha256(p), encoder.identity, preprocess) for p in _existing(media)}
     todo = [p for p, key in keys.items() if key not in store]
     failed = _encode_missing(todo, keys, store, encoder, make_loader(modality, cfg, encoder), cfg)

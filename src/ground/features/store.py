@@ -1,4 +1,4 @@
-"""A content-addressed, sharded, append-only store of feature tensors.
+"""A content-addressed, sharded, write-once store of feature tensors.
 
     >>> store = FeatureStore(Path("cache/features/video"))
     >>> key = feature_key(file_sha256(media), encoder.identity, {"frames": 64, "size": 224})
@@ -10,21 +10,20 @@
 Layout under `root`:
 
     shards/<time>-<random>.safetensors   written once (tmp file, fsync, rename), never rewritten
-    index.jsonl                          {"key", "shard", "shape", "dtype"} per tensor, appended
+    index/<time>-<random>.jsonl          {"key", "shard", "shape", "dtype"} per tensor of the
+                                         shard of the same name, written once the same way
+    index.jsonl                          stores written before per-shard index files: read, never
+                                         written again (old caches stay valid as they are)
 
-Why one appended `index.jsonl` rather than one index file per shard or reading every shard's
-header: opening the store reads one small file however many shards there are, and appending
-never touches bytes already written. Order makes it crash-safe: a shard is complete and renamed
-into place before its index lines are appended (one write, then fsync), so an index line never
-points at a partial shard. What a crash can leave, and what loading does with it:
+Every file has one writer and is complete before it gets its name, so many jobs may fill one
+store at once on NFS or Lustre: nothing is appended to, nothing is locked, no two jobs ever
+write the same file (names carry a random suffix). Opening the store reads every index file.
+Order makes it crash-safe: a shard is renamed into place before its index file, so an index
+never points at a partial shard. What a crash can leave, and what loading does with it:
 
-- a stray `shards/.*.tmp` file: never referenced, ignored;
-- a complete shard without index lines: an orphan, its media are encoded again next run;
-- a torn last index line: it does not parse and is skipped (with a warning); the next append
-  starts on a fresh line so it cannot glue itself onto the torn one.
-
-Several writers may share a store: shard names are unique and each shard's lines go out in a
-single O_APPEND write, which local Linux filesystems do not interleave (NFS gives no such promise).
+- a stray `shards/.*.tmp` or `index/.*.tmp` file: never referenced, ignored;
+- a complete shard without an index file: an orphan, its media are encoded again next run;
+- in the old `index.jsonl`, a torn last line: it does not parse and is skipped (with a warning).
 """
 
 from __future__ import annotations
@@ -45,6 +44,7 @@ from safetensors.torch import save_file
 
 log = logging.getLogger(__name__)
 _FIELDS = ("key", "shard", "shape", "dtype")
+LEGACY_INDEX = "index.jsonl"
 
 
 def feature_key(media_sha256: str, encoder_identity: str, preprocess: dict[str, Any]) -> str:
@@ -65,10 +65,10 @@ class FeatureStore:
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
-        self.index_path = self.root / "index.jsonl"
+        self.index_dir = self.root / "index"
         self._entries: dict[str, dict[str, Any]] = {}
         self._handles: dict[str, Any] = {}
-        self._read_index()
+        self._read_indexes()
 
     def __contains__(self, key: object) -> bool:
         return key in self._entries
@@ -97,60 +97,49 @@ class FeatureStore:
     def writer(self, shard_size: int = 256) -> StoreWriter:
         return StoreWriter(self, shard_size)
 
-    def _read_index(self) -> None:
-        if not self.index_path.exists():
-            return
+    def index_files(self) -> list[Path]:
+        """The old shared index (if any) first, then every per-shard index file."""
+        legacy = [self.root / LEGACY_INDEX] if (self.root / LEGACY_INDEX).is_file() else []
+        mine = sorted(self.index_dir.glob("[!.]*.jsonl")) if self.index_dir.is_dir() else []
+        return legacy + mine
+
+    def _read_indexes(self) -> None:
         bad = 0
         shard_ok: dict[str, bool] = {}
-        for line in filter(bytes.strip, self.index_path.read_bytes().split(b"\n")):
-            entry = _parse_entry(line)
-            if entry is not None and entry["shard"] not in shard_ok:
-                shard_ok[entry["shard"]] = (self.root / "shards" / entry["shard"]).is_file()
-            if entry is None or not shard_ok[entry["shard"]]:
-                bad += 1
-                continue
-            self._entries.setdefault(entry["key"], entry)
+        for path in self.index_files():
+            for line in filter(bytes.strip, path.read_bytes().split(b"\n")):
+                entry = _parse_entry(line)
+                if entry is not None and entry["shard"] not in shard_ok:
+                    shard_ok[entry["shard"]] = (self.root / "shards" / entry["shard"]).is_file()
+                if entry is None or not shard_ok[entry["shard"]]:
+                    bad += 1
+                    continue
+                self._entries.setdefault(entry["key"], entry)
         if bad:
             log.warning("%s: ignored %d unreadable index lines or missing shards", self.root, bad)
 
-    def _write_shard(self, tensors: dict[str, torch.Tensor]) -> None:
-        shards = self.root / "shards"
-        shards.mkdir(parents=True, exist_ok=True)
-        name = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:12]}.safetensors"
-        tmp = shards / f".{name}.tmp"
-        save_file(tensors, str(tmp))
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, shards / name)
-        _fsync_dir(shards)
+    def _write_shard(self, tensors: dict[str, torch.Tensor]) -> list[Path]:
+        """Write one shard and then its index file; return both paths (shard first)."""
+        stem = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex}"
+        shard = self.root / "shards" / f"{stem}.safetensors"
+        _write_atomically(shard, lambda tmp: save_file(tensors, str(tmp)))
         entries = [
-            {"key": k, "shard": name, "shape": list(t.shape), "dtype": str(t.dtype).split(".")[-1]}
+            {"key": k, "shard": shard.name, "shape": list(t.shape), "dtype": str(t.dtype).split(".")[-1]}
             for k, t in tensors.items()
         ]
-        self._append_index(entries)
+        data = "".join(json.dumps(e) + "\n" for e in entries).encode()
+        index = self.index_dir / f"{stem}.jsonl"
+        _write_atomically(index, lambda tmp: tmp.write_bytes(data))
         for entry in entries:
             self._entries.setdefault(entry["key"], entry)
-
-    def _append_index(self, entries: list[dict[str, Any]]) -> None:
-        data = "".join(json.dumps(e) + "\n" for e in entries).encode()
-        with open(self.index_path, "a+b") as f:
-            size = f.seek(0, os.SEEK_END)
-            if size:
-                f.seek(size - 1)
-                if f.read(1) != b"\n":
-                    data = b"\n" + data  # start after a torn line, never glued to it
-            f.write(data)  # append mode: always lands at the end, in one write
-            f.flush()
-            os.fsync(f.fileno())
-        if not size:
-            _fsync_dir(self.root)  # the index file itself was just created
+        return [shard, index]
 
 
 class StoreWriter:
     """Buffers tensors and writes each `shard_size` of them as one new shard.
 
     Leaving the `with` block flushes what is buffered, also when an exception leaves it (those
-    tensors are valid); the exception then propagates.
+    tensors are valid); the exception then propagates. `written` lists the files it created.
     """
 
     def __init__(self, store: FeatureStore, shard_size: int) -> None:
@@ -158,6 +147,7 @@ class StoreWriter:
             raise ValueError(f"shard_size must be >= 1, got {shard_size}")
         self.store = store
         self.shard_size = shard_size
+        self.written: list[Path] = []
         self._buffer: dict[str, torch.Tensor] = {}
 
     def __enter__(self) -> StoreWriter:
@@ -178,11 +168,23 @@ class StoreWriter:
     def flush(self) -> None:
         if self._buffer:
             buffer, self._buffer = self._buffer, {}
-            self.store._write_shard(buffer)
+            self.written.extend(self.store._write_shard(buffer))
+
+
+def _write_atomically(path: Path, write: Any) -> None:
+    """`write(tmp)`, fsync, rename to `path`, fsync the folder: readers see all of it or nothing.
+    The tmp name is private to this process (pid + random), hidden from the index glob."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
+    write(tmp)
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
 
 
 def _parse_entry(line: bytes) -> dict[str, Any] | None:
-    """An index line, or None for a line torn by a crash mid-append."""
+    """An index line, or None for a line torn by a crash mid-append (old shared index)."""
     try:
         entry = json.loads(line)
     except (json.JSONDecodeError, UnicodeDecodeError):

@@ -8,11 +8,15 @@
 
 Text of a conversation (the "###" separator style the reference trains with):
 
-    {SYSTEM}\\n### Human: {human 1}\\n### Assistant: {answer 1}\\n### Human: {human 2}\\n### ...
+    {SYSTEM}\\n\\n### Human: {human 1}\\n### Assistant: {answer 1}\\n### Human: {human 2}\\n### ...
 
-Only `{answer}\\n###` is trained, so the model learns to emit the stop string `###` itself.
-Generation builds its prompt with `inference_prompt`, which returns exactly the first untrained
-piece: the reference code's prompts differed in whitespace between training and inference.
+(the system text, a blank line, then `### Human: ` / `### Assistant: ` turns each ending in a
+newline: the release's training text). Only `{answer}\\n###` is trained, so the model learns to
+emit the stop string `###` itself. Generation builds its prompt with `inference_prompt`, which
+returns exactly the first untrained piece (`fmt="training"`, the default). The release's own
+inference code built another prompt, `{SYSTEM}###Human: {human}###Assistant:` (no spaces after
+`###`, no newlines): `fmt="release"` reproduces it byte for byte, to score the authors' weights
+as their demo ran them.
 
 Media tags (`<image>`, `<video>`, `<sound>`) in human turns become START + PATCH * n + END token
 strings; the model replaces the PATCH embeddings by adapter outputs of the cached features.
@@ -30,6 +34,11 @@ SYSTEM = (
 STOP = "###"
 HUMAN = " Human: "
 ASSISTANT = "\n### Assistant: "
+HEADER = SYSTEM + "\n\n"  # the training text's system header: a blank line before the turns
+# The release's inference code (CLI and web demo): no space after "###", no newlines.
+RELEASE_HUMAN = "###Human: "
+RELEASE_ASSISTANT = "###Assistant:"
+PROMPT_FORMATS = ("training", "release")
 
 # Modality names are those of the feature store and the model; records name audio "sound".
 MEDIA_TAGS = {"image": "<image>", "video": "<video>", "audio": "<sound>"}
@@ -100,15 +109,24 @@ def prompt_pieces(
     for number, (human, answer) in enumerate(validate_turns(conversations, record_id)):
         if n_tokens is not None:
             human = expand_media(human, n_tokens)
-        head = SYSTEM + "\n" + STOP if number == 0 else ""
+        head = HEADER + STOP if number == 0 else ""
         pieces.append((head + HUMAN + human + ASSISTANT, False))
         pieces.append((answer + "\n" + STOP, True))
     return pieces
 
 
-def inference_prompt(question: str, n_tokens: Mapping[str, int] | None = None) -> str:
+def inference_prompt(
+    question: str, n_tokens: Mapping[str, int] | None = None, fmt: str = "training"
+) -> str:
     """The generation prompt for one question: the training text up to and including
-    "### Assistant: " of a conversation whose first human turn is `question`."""
+    "### Assistant: " of a conversation whose first human turn is `question`, or (`fmt="release"`)
+    the release's inference prompt `{SYSTEM}###Human: {question}###Assistant:`."""
+    if fmt not in PROMPT_FORMATS:
+        raise ValueError(f"prompt format {fmt!r} is not one of {PROMPT_FORMATS}")
+    if fmt == "release":
+        validate_turns([{"from": "human", "value": question}, {"from": "gpt", "value": STOP}])
+        text = expand_media(question, n_tokens) if n_tokens is not None else question
+        return SYSTEM + RELEASE_HUMAN + text + RELEASE_ASSISTANT
     # Built by the training code path itself (with a placeholder answer, never returned) so the
     # two prompts cannot drift apart.
     conversation = [{"from": "human", "value": question}, {"from": "gpt", "value": STOP}]

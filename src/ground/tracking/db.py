@@ -228,6 +228,7 @@ def _insert_record(
         started=_parse_time(record["started"]), finished=_parse_time(record["finished"]),
         params=json.dumps(redact(json_safe(record.get("params") or {}))),
         code_fingerprint=record.get("code"), log_path=record.get("log"), record_path=str(path),
+        host=record.get("host"), scheduler_job_id=record.get("scheduler_job_id"),
     )  # fmt: skip
     artifacts = [
         [a["path"], a["size"], a["sha256"], job_id, run] for a in record.get("artifacts", [])

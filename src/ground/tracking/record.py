@@ -9,8 +9,8 @@ In a rule's `script:` adapter (the rule declares an output ending in `.job.json`
         job.metric("accuracy", 0.73, benchmark="refcoco", split="val")
         job.note("records", n)
 
-On a normal exit the record (rule, wildcards, params, code fingerprint, times, host, sha256 of
-every other output, metrics, notes) is written atomically to the `.job.json` output. On an
+On a normal exit the record (rule, wildcards, params, code fingerprint, times, host and cluster
+job id, sha256 of every other output, metrics, notes) is written atomically to the `.job.json` output. On an
 exception nothing is written and the exception propagates: Snakemake deletes the failed job's
 outputs and the `ground` head process records the failure from Snakemake's log events.
 
@@ -109,6 +109,8 @@ def tracked(job: Any) -> Iterator[JobRecorder]:
         finished=_now(),
         host=socket.gethostname(),
         pid=os.getpid(),
+        # the cluster job this ran in (SLURM sets it in every batch job and step), else none
+        scheduler_job_id=os.environ.get("SLURM_JOB_ID"),
         log=logs[0] if logs else None,
         artifacts=artifacts,
         metrics=recorder.metrics,

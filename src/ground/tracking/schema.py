@@ -38,6 +38,9 @@ DDL = [
     # sha256 of the checkpoint (or predictions file) and of the data an evaluation score is of.
     "ALTER TABLE metrics ADD COLUMN IF NOT EXISTS checkpoint_sha256 VARCHAR",
     "ALTER TABLE metrics ADD COLUMN IF NOT EXISTS data_sha256 VARCHAR",
+    # where a job ran: the node's name and, on a cluster, the scheduler's job id (SLURM_JOB_ID)
+    "ALTER TABLE jobs ADD COLUMN IF NOT EXISTS host VARCHAR",
+    "ALTER TABLE jobs ADD COLUMN IF NOT EXISTS scheduler_job_id VARCHAR",
 ]
 
 

@@ -6,8 +6,12 @@
 The spec (written by `ground.train.launch`) names everything the stage reads and writes. Every
 `save_every` optimizer steps the engine state (model, optimizer, scheduler), the data position
 and the RNG states go to `resume_dir`; a killed stage started again with the same spec continues
-from there and ends with the same number of steps. The final model is written once, at the end,
-in the checkpoint format of `ground.model.grounding` (safetensors + config + tokenizer).
+from there and ends with the same number of steps. On SIGTERM / SIGUSR1 (`ground.train.preempt`)
+every rank finishes the optimizer step it is in, the state is saved and `Preempted` is raised.
+The global batch is the recipe's whatever the world size (`ground.train.world`): optimizer step
+s sees the same records, micro batch by micro batch, on 1 process or many. The final model is
+written once, at the end, in the checkpoint format of `ground.model.grounding` (safetensors +
+config + tokenizer).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ground.train.preempt import Preempted, StopRequest, write_marker
 from ground.train.schedule import cosine_with_warmup
 
 
@@ -53,7 +58,8 @@ class TrainSpec:
 
 
 def train_stage(spec: TrainSpec) -> dict[str, Any]:
-    """Run the stage to its last step (resuming if a checkpoint exists); return a summary."""
+    """Run the stage to its last step (resuming if a checkpoint exists); return a summary.
+    Raises `Preempted` after saving its state when a stop signal arrived (see `preempt`)."""
     import deepspeed
 
     from ground.train.data import load_records
@@ -63,8 +69,12 @@ def train_stage(spec: TrainSpec) -> dict[str, Any]:
         deepspeed_config,
         distributed,
         feature_lookup,
+        feature_shapes,
     )
+    from ground.train.world import global_batch, grad_accum_for
 
+    stop = StopRequest()
+    stop.install()  # before the (long) set-up: a signal then still ends with a checkpoint
     started = time.perf_counter()
     rank, world, device = distributed(deepspeed)
     _seed(spec.common["seed"] + spec.stage)
@@ -72,22 +82,30 @@ def train_stage(spec: TrainSpec) -> dict[str, Any]:
     model, tokenizer, trainable = build_model(spec, device, records, lookup)
     dataset = build_data(spec, model, tokenizer, records, lookup)
     hp = spec.hp
-    steps_per_epoch = epoch_steps(len(dataset), hp["batch_size"], hp["grad_accum"], world)
+    accum = grad_accum_for(hp, world, spec.stage)
+    steps_per_epoch = epoch_steps(len(dataset), hp["batch_size"], accum, world)
     total = max(1, math.ceil(hp["epochs"] * steps_per_epoch))
+    if rank == 0:
+        print(f"stage {spec.stage}: {world} processes x batch {hp['batch_size']} x accumulation "
+              f"{accum} = global batch {global_batch(hp)}; {total} optimizer steps", flush=True)  # fmt: skip
     engine, _, _, _ = deepspeed.initialize(
         model=model,
         model_parameters=[p for p in model.parameters() if p.requires_grad],
-        config=deepspeed_config(spec, device),
+        config=deepspeed_config(spec, device, accum),
         lr_scheduler=lambda opt: cosine_with_warmup(opt, round(hp["warmup_ratio"] * total), total),
     )
-    step = _resume(engine, spec, rank)
-    losses = _run(engine, dataset, tokenizer, spec, (step, steps_per_epoch, total), rank, world, device)
+    step = _resume(engine, spec, rank, world, total)
+    loop = _Loop(engine, spec, rank, world, device, accum, steps_per_epoch, total, stop,
+                 feature_shapes(lookup))  # fmt: skip
+    losses = loop.run(dataset, tokenizer, step)
     if rank == 0:
         _export(engine.module, tokenizer, spec.out)
     return {
         "stage": spec.stage,
         "steps": total,
         "resumed_from": step,
+        "world_size": world,
+        "grad_accum": accum,
         "samples": len(dataset),
         "rejected": len(dataset.rejected),
         "trainable": len(trainable),
@@ -98,53 +116,106 @@ def train_stage(spec: TrainSpec) -> dict[str, Any]:
 
 
 def epoch_steps(samples: int, batch_size: int, accum: int, world: int) -> int:
-    """Optimizer steps per epoch; a last incomplete accumulation window is dropped (drop_last)
-    so that DeepSpeed's own accumulation boundaries stay aligned with ours."""
-    steps = math.ceil(samples / (batch_size * world)) // accum
-    if steps == 0:
-        raise ValueError(
-            f"{samples} samples are fewer than one optimizer step needs "
-            f"(batch {batch_size} x accumulation {accum} x {world} processes)"
-        )
-    return steps
+    """Optimizer steps per epoch: whole global batches of `batch_size * accum * world`, the
+    last one completed by wrapping around to the epoch's start (as `ResumableSampler` pads), so
+    that the count, and which records each step sees, do not depend on the world size."""
+    if samples < 1:
+        raise ValueError("the stage has no samples to train on")
+    return math.ceil(samples / (batch_size * accum * world))
 
 
-def _run(engine, dataset, tokenizer, spec, counters, rank, world, device) -> list[tuple]:
-    """The optimizer-step loop; returns (step, loss, lr) for the steps run in this process."""
-    from torch.utils.data import DataLoader
+@dataclass
+class _Loop:
+    """The optimizer-step loop of one process."""
 
-    from ground.train.data import collate
-    from ground.train.sampler import ResumableSampler
+    engine: Any
+    spec: TrainSpec
+    rank: int
+    world: int
+    device: torch.device
+    accum: int
+    steps_per_epoch: int
+    total: int
+    stop: StopRequest
+    shapes: dict[str, tuple[int, ...]]  # one cached item's shape per modality
 
-    hp = spec.hp
-    accum = hp["grad_accum"]
-    step, steps_per_epoch, total = counters
-    logged: list[tuple] = []
-    while step < total:
-        epoch, in_epoch = divmod(step, steps_per_epoch)
-        sampler = ResumableSampler(len(dataset), hp["batch_size"], spec.common["seed"] + epoch,
-                                   world_size=world, rank=rank, start_batch=in_epoch * accum)  # fmt: skip
-        loader = DataLoader(dataset, batch_size=hp["batch_size"], sampler=sampler,
-                            collate_fn=lambda b: collate(b, tokenizer.pad_token_id))  # fmt: skip
-        window: list[float] = []
-        for batch in loader:
-            loss = engine(**_to_device(batch, device)).loss
-            engine.backward(loss)
-            engine.step()
-            window.append(loss.item())
-            if len(window) < accum:
-                continue
-            step += 1
-            entry = (step, sum(window) / len(window), engine.get_lr()[0])
-            window = []
-            logged.append(entry)
-            if rank == 0:
-                _log_loss(spec, entry, total)
-            if step % hp["save_every"] == 0 or step == total:
-                _save_resume(engine, spec, step)
-            if step >= total or step % steps_per_epoch == 0:
-                break
-    return logged
+    def run(self, dataset, tokenizer, step: int) -> list[tuple]:
+        """Steps from `step` to the end; returns (step, loss, lr) of the steps run here."""
+        from torch.utils.data import DataLoader
+
+        from ground.train.data import collate
+        from ground.train.sampler import ResumableSampler, chunk_seed
+
+        hp, seed = self.spec.hp, self.spec.common["seed"]
+        logged: list[tuple] = []
+        while step < self.total:
+            epoch, in_epoch = divmod(step, self.steps_per_epoch)
+            sampler = ResumableSampler(len(dataset), hp["batch_size"], seed + epoch, world_size=self.world,
+                                       rank=self.rank, start_batch=in_epoch * self.accum, accum=self.accum)  # fmt: skip
+            loader = DataLoader(dataset, batch_size=hp["batch_size"], sampler=sampler,
+                                collate_fn=lambda b: collate(b, tokenizer.pad_token_id))  # fmt: skip
+            window: list[float] = []
+            for batch_index, batch in enumerate(loader, start=sampler.start_batch):
+                # Dropout masks follow the micro batch, not the process: a micro batch gets the
+                # same ones whichever rank or accumulation slot runs it, and after a resume.
+                torch.manual_seed(chunk_seed(seed + epoch, sampler.chunk(batch_index)))
+                window.append(self._micro_step(batch))
+                if len(window) < self.accum:
+                    continue
+                step += 1
+                logged.append(self._end_step(step, window))
+                window = []
+                if step >= self.total or step % self.steps_per_epoch == 0:
+                    break
+        return logged
+
+    def _micro_step(self, batch: dict) -> float:
+        anchor = _every_adapter(self.engine.module, self.shapes)  # first: see its docstring
+        loss = self.engine(**_to_device(batch, self.device)).loss
+        self.engine.backward(loss + anchor)
+        self.engine.step()
+        return loss.item()
+
+    def _end_step(self, step: int, window: list[float]) -> tuple:
+        """Log the step's loss (the mean over all ranks' micro batches), checkpoint when due,
+        and stop (checkpoint first) when any rank got a stop signal: ranks decide together in
+        one all-reduce, so they all leave after the same step."""
+        shared = torch.tensor([sum(window) / len(window), float(self.stop.signal is not None)],
+                              dtype=torch.float64, device=self.device)  # fmt: skip
+        torch.distributed.all_reduce(shared)
+        entry = (step, shared[0].item() / self.world, self.engine.get_lr()[0])
+        if self.rank == 0:
+            _log_loss(self.spec, entry, self.total)
+        saved = step % self.spec.hp["save_every"] == 0 or step == self.total
+        if saved:
+            _save_resume(self.engine, self.spec, step, self.world)
+        if shared[1].item() > 0 and step < self.total:
+            if not saved:
+                _save_resume(self.engine, self.spec, step, self.world)
+            error = Preempted(self.spec.stage, step, self.total, self.stop.name or "a peer's signal")
+            if self.rank == 0:
+                write_marker(self.spec.resume_dir, error)
+            raise error
+        return entry
+
+
+def _every_adapter(model, shapes: dict[str, tuple[int, ...]]) -> torch.Tensor | float:
+    """0 x every adapter's output on one all-zero item, made BEFORE the forward.
+
+    ZeRO-2 fills its gradient buckets in the order backward finishes parameters, and every rank
+    must fill them in the same order: a rank whose micro batch has no audio would otherwise skip
+    the audio adapter (collectives of different sizes: gloo "Received data size doesn't match",
+    NCCL a hang), and one that has it finishes it at another point of backward (same sizes,
+    other parameters' gradients summed: silently wrong). Autograd runs the newest nodes first,
+    so these oldest uses of the adapters are backpropagated last, on every rank, in this order:
+    each adapter parameter is done then. Zero gradients leave every step's maths as it was."""
+    weight = next(model.adapters.parameters())
+    total = weight.new_zeros(())
+    for modality, adapter in model.adapters.items():
+        if modality in shapes:
+            item = weight.new_zeros((1, *shapes[modality]))
+            total = total + adapter(item).float().sum()
+    return 0.0 * total
 
 
 def _to_device(batch: dict, device: torch.device) -> dict:
@@ -160,8 +231,8 @@ def _log_loss(spec: TrainSpec, entry: tuple, total: int) -> None:
     print(f"stage {spec.stage} step {step}/{total} loss {loss:.4f} lr {lr:.2e}", flush=True)
 
 
-def _save_resume(engine, spec: TrainSpec, step: int) -> None:
-    state = {"step": step, "rng": _rng_state()}
+def _save_resume(engine, spec: TrainSpec, step: int, world: int) -> None:
+    state = {"step": step, "world": world, "rng": _rng_state()}
     engine.save_checkpoint(spec.resume_dir, tag=f"step{step}", client_state=state)
     if int(os.environ.get("RANK", "0")) == 0:  # keep only the newest: they are large for 7B
         for old in Path(spec.resume_dir).glob("step*"):
@@ -169,7 +240,7 @@ def _save_resume(engine, spec: TrainSpec, step: int) -> None:
                 shutil.rmtree(old, ignore_errors=True)
 
 
-def _resume(engine, spec: TrainSpec, rank: int) -> int:
+def _resume(engine, spec: TrainSpec, rank: int, world: int, total: int) -> int:
     """Load the newest resumable checkpoint if there is one; returns the step to continue from."""
     if not (Path(spec.resume_dir) / "latest").is_file():
         _truncate_losses(spec, 0)
@@ -178,9 +249,16 @@ def _resume(engine, spec: TrainSpec, rank: int) -> int:
     if path is None:
         _truncate_losses(spec, 0)
         return 0
+    saved_world = state.get("world", world)
+    if saved_world != world:  # ZeRO partitions the optimizer state by rank
+        raise RuntimeError(
+            f"stage {spec.stage}: the checkpoint in {spec.resume_dir} (step {state['step']}) was "
+            f"written by {saved_world} processes, this run has {world}; run it on {saved_world} "
+            "again, or delete that folder to start the stage over"
+        )
     _set_rng_state(state["rng"])
     if rank == 0:
-        print(f"stage {spec.stage}: resuming from step {state['step']} ({path})", flush=True)
+        print(f"stage {spec.stage}: resumed from step {state['step']} of {total} ({path})", flush=True)
     _truncate_losses(spec, state["step"])
     return int(state["step"])
 

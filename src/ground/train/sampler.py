@@ -27,9 +27,12 @@ class ResumableSampler(Sampler[int]):
     """Indices of one rank's batches of one epoch, from batch `start_batch` on.
 
     Global batch k is positions [k * B * W, (k + 1) * B * W) of `epoch_order` (B the batch size,
-    W the world size); rank r takes its r-th slice of B. The order is padded by wrapping around
-    to whole global batches, so every rank runs ceil(n / (B * W)) batches of exactly B (ranks
-    must take the same number of steps); only those wrapped-around repeats are shared by ranks.
+    W the world size); rank r takes its r-th slice of B, the epoch's micro batch (chunk)
+    k * W + r. The order is padded by wrapping around to whole optimizer steps (A = `accum`
+    batches each), so every rank runs ceil(n / (B * W * A)) * A batches of exactly B (ranks must
+    take the same number of steps); only those wrapped-around repeats are shared by ranks.
+    Optimizer step s therefore sees positions [s * B * W * A, (s + 1) * B * W * A) in chunks of
+    B, whatever W and A are, as long as their product (the global batch) is the same.
     A run killed after k batches and started again with start_batch=k continues where it was.
     """
 
@@ -42,14 +45,16 @@ class ResumableSampler(Sampler[int]):
         rank: int = 0,
         start_batch: int = 0,
         epoch: int = 0,
+        accum: int = 1,
     ) -> None:
-        if n < 1 or batch_size < 1 or world_size < 1:
+        if n < 1 or batch_size < 1 or world_size < 1 or accum < 1:
             raise ValueError(
-                f"n, batch_size and world_size must be >= 1: {n}, {batch_size}, {world_size}"
+                f"n, batch_size, world_size and accum must be >= 1: {n}, {batch_size}, "
+                f"{world_size}, {accum}"
             )
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is not in 0..{world_size - 1}")
-        self.batches = math.ceil(n / (batch_size * world_size))
+        self.batches = math.ceil(n / (batch_size * world_size * accum)) * accum
         if not 0 <= start_batch <= self.batches:
             raise ValueError(f"start_batch {start_batch} is not in 0..{self.batches}")
         self.n, self.batch_size, self.seed, self.epoch = n, batch_size, seed, epoch
@@ -64,3 +69,12 @@ class ResumableSampler(Sampler[int]):
         for batch in range(self.start_batch, self.batches):
             first = batch * step + self.rank * self.batch_size
             yield from (order[i % self.n] for i in range(first, first + self.batch_size))
+
+    def chunk(self, batch: int) -> int:
+        """The epoch's micro-batch number of this rank's `batch`-th batch (see the class)."""
+        return batch * self.world_size + self.rank
+
+
+def chunk_seed(seed: int, chunk: int) -> int:
+    """A torch seed for one micro batch of one epoch (seed + epoch), the same on every rank."""
+    return int(np.random.SeedSequence([seed, chunk]).generate_state(1)[0])

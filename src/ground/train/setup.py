@@ -111,12 +111,13 @@ def build_data(
     return StageDataset(records, tokenizer, model.tokens_per_media(), spec.common["max_length"], lookup)
 
 
-def deepspeed_config(spec: Any, device: torch.device) -> dict[str, Any]:
+def deepspeed_config(spec: Any, device: torch.device, accum: int | None = None) -> dict[str, Any]:
+    """`accum`: the accumulation this world size needs (`world.grad_accum_for`); default the recipe's."""
     hp, common = spec.hp, spec.common
     bf16 = common["precision"] == "bf16" or (common["precision"] == "auto" and device.type == "cuda")
     return {
         "train_micro_batch_size_per_gpu": hp["batch_size"],
-        "gradient_accumulation_steps": hp["grad_accum"],
+        "gradient_accumulation_steps": accum or hp["grad_accum"],
         "gradient_clipping": 1.0,
         "zero_optimization": {"stage": common["zero_stage"]},
         # torch's AdamW: DeepSpeed's fused kernels would need a CUDA toolchain to JIT-compile.

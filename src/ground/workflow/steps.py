@@ -22,7 +22,7 @@ class Step:
     section: str  # dotted config section passed to the step's rules as `params.cfg`
     modules: tuple[str, ...]  # library code whose fingerprint is passed as `params.code`
     wildcards: tuple[tuple[str, str], ...] = ()  # for steps that share a rule (stage1..3)
-    until: tuple[str, ...] = ()  # Snakemake targets for --until/--forcerun; default: the rules
+    until: tuple[str, ...] = ()  # Snakemake targets for --until/--forcerun; default: the rules (--until: the last)
 
     @property
     def targets(self) -> tuple[str, ...]:
@@ -40,10 +40,13 @@ _NAMED = (AUTHORS_CONVERTER, *(d.converter for d in DATASETS.values()))
 CONVERTERS = tuple(sorted({entry.partition(":")[0] for entry in _NAMED}))
 STEPS: tuple[Step, ...] = (
     Step("download", ("download_data",), "download", ("ground.download.run",)),
+    Step("import", ("import_release",), "release", ("ground.release.run",)),
     Step("convert", ("convert_dataset",), "convert", ("ground.convert.run", *CONVERTERS)),
     Step("generate", ("generate_instructions",), "generate", ("ground.generate.run",)),
     Step("mixture", ("assemble_mixture",), "mixture", ("ground.mixture.run",)),
-    Step("features", ("cache_features",), "features", ("ground.features.extract",)),
+    # One checkpoint and one gather job per modality, features.shards encoder jobs between them.
+    Step("features", ("split_media", "cache_features", "gather_features"), "features",
+         ("ground.features.extract",)),  # fmt: skip
     *(
         Step(f"stage{n}", ("train_stage",), "train", ("ground.train.launch",),
              wildcards=(("stage", str(n)),), until=(f"results/train/stage{n}/model",))  # fmt: skip
@@ -69,10 +72,14 @@ def until_targets(name: str, config: dict[str, Any]) -> list[str]:
     (stage 3's holds the generated dialogues, so generation runs too) and the benchmarks'
     converted data: files, because Snakemake never starts a job downstream of an --until rule."""
     if name != "convert":
-        return list(step(name).targets)
+        # the step's last rule only: Snakemake starts no job downstream of an --until rule
+        spec = step(name)
+        return list(spec.until or spec.rules[-1:])
     from ground.common.catalog import benchmark
 
-    mixtures = [f"results/mixture/stage{n}.jsonl" for n in (1, 2, 3)]
+    # a recipe that scores the imported release trains nothing: no mixtures to build
+    trains = config["eval"]["checkpoint"] != "import"
+    mixtures = [f"results/mixture/stage{n}.jsonl" for n in (1, 2, 3)] if trains else []
     evaluated = {f for b in config["eval"]["benchmarks"] for f in benchmark(b).data_files()}
     return mixtures + sorted(evaluated)
 

@@ -1,4 +1,4 @@
-"""Shared by the end-to-end tests: a private copy of the project to run `ground` in."""
+"""Shared by the end-to-end and cluster tests: a private copy of the project to run `ground` in."""
 
 from __future__ import annotations
 
@@ -8,15 +8,17 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _copy(root: Path) -> Path:
-    """Snakefile, recipe, rules, envs and src/ under `root`: tests may edit code and media there
+    """Snakefile, recipe, rules, envs, profiles and src/ under `root`: tests may edit code and media there
     without touching the checkout (`ground` runs with `root/src` first on PYTHONPATH)."""
     for name in ("Snakefile", "config.yaml"):
         shutil.copy(REPO / name, root / name)
-    for name in ("rules", "src", "envs"):
+    for name in ("rules", "src", "envs", "profiles"):
+        if not (REPO / name).is_dir():
+            continue
         shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
     return root
 

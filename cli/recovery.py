@@ -1,0 +1,137 @@
+"""What a killed `ground run` left behind, and how the next one picks it up.
+
+    found = recover(request, previous_run_id, console)   # in `running.exclusive`, head was dead
+
+Snakemake marks a job's outputs incomplete when it starts the job (with the cluster's job id)
+and clears the marks, writing its metadata, when it sees the job finish. When the head process
+dies while cluster jobs run, those jobs go on. The next run first waits for the ones still in
+the scheduler's queue, then adopts those that finished: a job whose record (written only once
+its outputs are complete) belongs to the interrupted run and whose outputs still have the
+recorded sha256. Adopting is Snakemake's own `touch` mode on exactly those jobs: it writes their
+metadata (params, code) as a normal finish would, so later changes still rerun them. Every
+other incomplete job is rebuilt as before.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from base64 import urlsafe_b64decode
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from ground_cli.workflow import Events, Request, execute
+from rich.console import Console
+from rich.markup import escape
+
+from ground.tracking.record import RECORD_SUFFIX, read_job_record, sha256_file
+
+POLL_S = 10.0
+
+
+@dataclass
+class Found:
+    """What the interrupted run left: jobs waited for, adopted, and to be rebuilt."""
+
+    waited: list[str] = field(default_factory=list)  # cluster job ids that were still queued
+    adopted: list[str] = field(default_factory=list)  # job records taken as finished
+    rebuilt: list[str] = field(default_factory=list)  # incomplete outputs that will rerun
+
+
+def recover(request: Request, previous_run: str, console: Console) -> Found:
+    found = Found()
+    markers = incomplete_markers(request.root)
+    if not markers:
+        return found
+    found.waited = wait_for_cluster_jobs({j for j in markers.values() if j}, console)
+    candidates = [p for p in markers if p.endswith(RECORD_SUFFIX)]
+    finished = [p for p in candidates if finished_record(request.root / p, previous_run)]
+    if finished and adopt(request, finished):
+        found.adopted = finished
+    adopted_dirs = {str(Path(p).parent) for p in found.adopted}
+    found.rebuilt = sorted(p for p in markers if str(Path(p).parent) not in adopted_dirs)
+    _say(found, previous_run, console)
+    return found
+
+
+def incomplete_markers(root: Path) -> dict[str, str | None]:
+    """Output path -> cluster job id, of every output Snakemake marked incomplete under `root`.
+
+    Snakemake names a marker by the urlsafe base64 of the path, cut into folder names of which
+    all but the last start with `@` (`snakemake.persistence.file`)."""
+    base = root / ".snakemake" / "incomplete"
+    found: dict[str, str | None] = {}
+    for folder, _, names in os.walk(base):
+        for name in names:
+            parts = (Path(folder) / name).relative_to(base).parts
+            try:
+                path = urlsafe_b64decode("".join(p.removeprefix("@") for p in parts)).decode()
+                job = json.loads((Path(folder) / name).read_text() or "{}").get("external_jobid")
+            except (ValueError, UnicodeDecodeError, AttributeError):
+                continue  # Snakemake's own bookkeeping files (e.g. migration_underway)
+            found[path] = str(job) if job is not None else None
+    return found
+
+
+def wait_for_cluster_jobs(job_ids: set[str], console: Console) -> list[str]:
+    """Block while any of `job_ids` is still in SLURM's queue; returns those that were."""
+    if not job_ids or shutil.which("squeue") is None:
+        return []
+    queued = _queued(job_ids)
+    if queued:
+        console.print(f"waiting for {len(queued)} cluster job(s) of the interrupted run: {', '.join(queued)}")
+    waited = list(queued)
+    while queued:
+        time.sleep(POLL_S)
+        queued = _queued(job_ids)
+    return waited
+
+
+def _queued(job_ids: set[str]) -> list[str]:
+    # squeue rejects a job id it no longer knows; asking for all of ours and filtering does not
+    out = subprocess.run(["squeue", "--noheader", "--format=%i"], capture_output=True, text=True)
+    return sorted(set(out.stdout.split()) & job_ids)
+
+
+def finished_record(path: Path, run_id: str) -> bool:
+    """The job record at `path` was written by run `run_id` and its outputs are as recorded."""
+    if not path.is_file():
+        return False
+    try:
+        _, record = read_job_record(path)
+    except (ValueError, TypeError):
+        return False
+    if record.get("run_id") != run_id:
+        return False
+    return all(
+        Path(a["path"]).is_file() and sha256_file(Path(a["path"])) == a["sha256"]
+        for a in record.get("artifacts", [])
+    )
+
+
+def adopt(request: Request, records: list[str]) -> bool:
+    """Mark the jobs owning `records` finished (Snakemake's touch mode), only if a dry run shows
+    that nothing else would be touched; False leaves them to be rebuilt."""
+    plan = Events()
+    targeted = replace(request, targets=records, until=[], forcerun=[], dryrun=True)
+    if not execute(targeted, plan) or not plan.jobs:
+        return False
+    wanted = set(records)
+    if any(not wanted & {str(o) for o in job.output} for job in plan.jobs.values()):
+        return False  # another job would be marked done without running: rebuild instead
+    return execute(replace(targeted, dryrun=False, touch=True), Events())
+
+
+def _say(found: Found, previous_run: str, console: Console) -> None:
+    lines = [f"run {previous_run} was interrupted; resuming:"]
+    if found.waited:
+        lines.append(f"  {len(found.waited)} cluster job(s) were still running; waited for them")
+    if found.adopted:
+        names = ", ".join(found.adopted[:5]) + (f" and {len(found.adopted) - 5} more" if len(found.adopted) > 5 else "")
+        lines.append(f"  {len(found.adopted)} job(s) finished after it stopped and are kept: {names}")
+    if found.rebuilt:
+        lines.append(f"  {len(found.rebuilt)} incomplete output(s) will be rebuilt")
+    console.print(escape("\n".join(lines)), highlight=False)
