@@ -3,13 +3,15 @@
     found = recover(request, previous_run_id, console)   # in `running.exclusive`, head was dead
 
 Snakemake marks a job's outputs incomplete when it starts the job (with the cluster's job id)
-and clears the marks, writing its metadata, when it sees the job finish. When the head process
-dies while cluster jobs run, those jobs go on. The next run first waits for the ones still in
-the scheduler's queue, then adopts those that finished: a job whose record (written only once
-its outputs are complete) belongs to the interrupted run and whose outputs still have the
-recorded sha256. Adopting is Snakemake's own `touch` mode on exactly those jobs: it writes their
-metadata (params, code) as a normal finish would, so later changes still rerun them. Every
-other incomplete job is rebuilt as before.
+and writes the job's metadata (params, code, inputs), which later runs compare against, when the
+head process sees the job finish. When the head dies while cluster jobs run, those jobs go on:
+they write their outputs and clear their own marks, but nobody writes their metadata, so a later
+change of their params would go unnoticed. The next run first waits for the jobs still in the
+scheduler's queue, then adopts those that finished unobserved: a job record (written only once
+its outputs are complete) of the interrupted run, whose outputs still have the recorded sha256,
+and whose metadata is missing or older than it (or that is still marked incomplete). Adopting is Snakemake's own `touch` mode
+on exactly those jobs, which records them as a normal finish would. Every other incomplete job
+is rebuilt as before.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import os
 import shutil
 import subprocess
 import time
-from base64 import urlsafe_b64decode
+from base64 import urlsafe_b64decode, urlsafe_b64encode
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -27,7 +29,8 @@ from ground_cli.workflow import Events, Request, execute
 from rich.console import Console
 from rich.markup import escape
 
-from ground.tracking.record import RECORD_SUFFIX, read_job_record, sha256_file
+from ground.tracking.db import find_records
+from ground.tracking.record import read_job_record, sha256_file
 
 POLL_S = 10.0
 
@@ -43,18 +46,30 @@ class Found:
 
 def recover(request: Request, previous_run: str, console: Console) -> Found:
     found = Found()
-    markers = incomplete_markers(request.root)
-    if not markers:
-        return found
-    found.waited = wait_for_cluster_jobs({j for j in markers.values() if j}, console)
-    candidates = [p for p in markers if p.endswith(RECORD_SUFFIX)]
-    finished = [p for p in candidates if finished_record(request.root / p, previous_run)]
+    found.waited = wait_for_cluster_jobs(request.root, console)
+    markers = incomplete_markers(request.root)  # after the wait: finished jobs cleared their own
+    roots = [request.root / "results", request.root / request.config["download"]["root"]]
+    records = [str(p.relative_to(request.root)) for r in roots for p in find_records(r)]
+    unrecorded = [p for p in records if p in markers or not _observed(request.root, p)]
+    finished = [p for p in unrecorded if finished_record(request.root / p, previous_run)]
     if finished and adopt(request, finished):
         found.adopted = finished
     adopted_dirs = {str(Path(p).parent) for p in found.adopted}
     found.rebuilt = sorted(p for p in markers if str(Path(p).parent) not in adopted_dirs)
-    _say(found, previous_run, console)
+    if found.waited or found.adopted or found.rebuilt:
+        _say(found, previous_run, console)
     return found
+
+
+def _observed(root: Path, output: str) -> bool:
+    """Whether Snakemake recorded the job that wrote `output` after it wrote it: its metadata
+    record (`snakemake.persistence.file`: the path's urlsafe base64 cut into folders of at most
+    254 characters, all but the last starting with `@`) is newer than the file. A job that
+    reran unobserved leaves the previous execution's record, with its params, behind."""
+    name = urlsafe_b64encode(output.encode()).decode()
+    parts = [name[i : i + 254] for i in range(0, len(name), 254)]
+    meta = (root / ".snakemake" / "metadata").joinpath(*["@" + s for s in parts[:-1]], parts[-1])
+    return meta.is_file() and meta.stat().st_mtime >= (root / output).stat().st_mtime
 
 
 def incomplete_markers(root: Path) -> dict[str, str | None]:
@@ -76,24 +91,25 @@ def incomplete_markers(root: Path) -> dict[str, str | None]:
     return found
 
 
-def wait_for_cluster_jobs(job_ids: set[str], console: Console) -> list[str]:
-    """Block while any of `job_ids` is still in SLURM's queue; returns those that were."""
-    if not job_ids or shutil.which("squeue") is None:
+def wait_for_cluster_jobs(root: Path, console: Console) -> list[str]:
+    """Block while SLURM still has queued or running jobs working in `root` (the plugin submits
+    each job with `-D <workflow root>`); returns their ids. No `squeue`: nothing to wait for."""
+    if shutil.which("squeue") is None:
         return []
-    queued = _queued(job_ids)
+    queued = _queued(root)
     if queued:
         console.print(f"waiting for {len(queued)} cluster job(s) of the interrupted run: {', '.join(queued)}")
     waited = list(queued)
     while queued:
         time.sleep(POLL_S)
-        queued = _queued(job_ids)
+        queued = _queued(root)
     return waited
 
 
-def _queued(job_ids: set[str]) -> list[str]:
-    # squeue rejects a job id it no longer knows; asking for all of ours and filtering does not
-    out = subprocess.run(["squeue", "--noheader", "--format=%i"], capture_output=True, text=True)
-    return sorted(set(out.stdout.split()) & job_ids)
+def _queued(root: Path) -> list[str]:
+    out = subprocess.run(["squeue", "--noheader", "--format=%i %Z"], capture_output=True, text=True)
+    rows = (line.split(" ", 1) for line in out.stdout.splitlines() if " " in line)
+    return sorted(job for job, workdir in rows if Path(workdir).resolve() == root.resolve())
 
 
 def finished_record(path: Path, run_id: str) -> bool:
@@ -116,7 +132,8 @@ def adopt(request: Request, records: list[str]) -> bool:
     """Mark the jobs owning `records` finished (Snakemake's touch mode), only if a dry run shows
     that nothing else would be touched; False leaves them to be rebuilt."""
     plan = Events()
-    targeted = replace(request, targets=records, until=[], forcerun=[], dryrun=True)
+    # forced: a job that finished unobserved looks up to date, but has no metadata yet
+    targeted = replace(request, targets=records, until=[], forcerun=records, dryrun=True)
     if not execute(targeted, plan) or not plan.jobs:
         return False
     wanted = set(records)

@@ -33,6 +33,9 @@ SETS = [
     "eval.limit=8",
 ]
 STAGE2, STAGE3 = "rule_train_stage_wildcards_2", "rule_train_stage_wildcards_3"
+# A longer stage 2 with no periodic checkpoint before its end: one it resumes from was made on SIGTERM.
+LONG_STAGE2 = ["--set", "train.stage2.lr=4.0e-4", "--set", "train.stage2.epochs=12",
+               "--set", "train.stage2.save_every=1000"]  # fmt: skip
 EVALS = {f"rule_evaluate_benchmark_wildcards_{b}" for b in ("demo_rec", "demo_tg", "demo_sl")}
 
 
@@ -115,9 +118,7 @@ def test_a_stage2_change_submits_stage2_stage3_and_evaluation_only(project):
 def test_sigterm_to_stage2_checkpoints_retries_and_resumes(project):
     """`scancel --signal=TERM --full` as SLURM does before a time limit or on preemption."""
     before = set(slurm_jobs(project))
-    # no periodic checkpoint before the end: the one it resumes from is the one SIGTERM made
-    extra = ["--set", "train.stage2.lr=4.0e-4", "--set", "train.stage2.epochs=12",
-             "--set", "train.stage2.save_every=1000"]  # fmt: skip
+    extra = LONG_STAGE2
     log = project / "logs/train/stage2.log"
     log.unlink()  # the last run's: only this run's first attempt may satisfy `training`
     head = subprocess.Popen(command(*extra), cwd=project, env=_env(project), stdout=subprocess.PIPE,
@@ -147,7 +148,7 @@ def test_sigterm_to_stage2_checkpoints_retries_and_resumes(project):
 
 def test_a_killed_head_process_is_resumed_without_running_a_finished_job_twice(project):
     before = set(slurm_jobs(project))
-    extra = ["--set", "train.stage3.lr=2.0e-4"]
+    extra = [*LONG_STAGE2, "--set", "train.stage3.lr=2.0e-4"]  # stage 2 as the last test left it
     head = subprocess.Popen(command(*extra), cwd=project, env=_env(project),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
 
