@@ -1,6 +1,7 @@
 # Train one stage (1: adapters, 2: LLM + adapters, 3: instruction tuning) on cached features.
-# On several nodes the job is an `mpi` one: not wrapped in `srun -n1`, it runs one torchrun per
-# node through its own srun (ground.train.world.slurm_resources).
+# On SLURM the job is never wrapped in the plugin's `srun -n1` (that step dies at once on a
+# preemption's SIGTERM): on one node it runs in the batch step, on several it starts one torchrun
+# per node through its own srun (ground.train.world.slurm_resources).
 rule train_stage:
     input:
         unpack(get_stage_inputs),

@@ -153,7 +153,7 @@ def test_grad_accum_that_does_not_divide_is_refused() -> None:
 
 def test_slurm_resources_of_the_training_job() -> None:
     one = slurm_resources({"gpus": 8, "nodes": 1})
-    assert one == {"gpu": 8, "gres": None, "nodes": 1, "mpi": None, "tasks": None, "tasks_per_gpu": 0}
+    assert one == {"gpu": 8, "gres": None, "nodes": 1, "mpi": 0, "tasks": None, "tasks_per_gpu": 0}
     two = slurm_resources({"gpus": 8, "nodes": 2})
     assert two == {"gpu": None, "gres": "gpu:8", "nodes": 2, "mpi": "srun", "tasks": 2,
                    "tasks_per_gpu": 0}  # fmt: skip

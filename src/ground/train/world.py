@@ -159,10 +159,13 @@ def grad_accum_for(hp: Mapping[str, Any], world: int, stage: int) -> int:
 def slurm_resources(resources: Mapping[str, int]) -> dict[str, int | str | None]:
     """Snakemake resources of a training job for the SLURM executor plugin (None: not set).
 
-    One node: `gpu` (sbatch --gpus, the whole job's) and the plugin's `srun -n1` around the
-    job. More nodes: `gres` per node (`--gpus` would be the job's total, spread at will), `mpi`
-    so the plugin does not wrap the job in `srun -n1` (the launcher runs one `srun` with one
-    torchrun per node) and `tasks` = nodes (the plugin requires tasks > 1 for mpi jobs).
+    One node: `gpu` (sbatch --gpus, the whole job's) and `mpi` 0. The jobstep plugin runs a
+    job that has an `mpi` resource as it is instead of in an `srun -n1` step, and its submit side
+    reads 0 as no MPI (`--ntasks=1`). That srun would end the trainers: an `srun` that gets the
+    SIGTERM of a time limit or a preemption kills its step at once, before they can checkpoint
+    (snakemake/snakemake#3241). More nodes: `gres` per node (`--gpus` would be the job's total,
+    spread at will), `mpi` "srun" (the launcher runs one `srun` with one torchrun per node) and
+    `tasks` = nodes (the plugin requires tasks > 1 for mpi jobs).
     `tasks_per_gpu` 0: never `--ntasks-per-gpu` (which starts one job copy per GPU).
     """
     gpus, nodes = resources["gpus"], resources["nodes"]
@@ -171,7 +174,7 @@ def slurm_resources(resources: Mapping[str, int]) -> dict[str, int | str | None]
         "gpu": gpus if gpus and not multi else None,
         "gres": f"gpu:{gpus}" if gpus and multi else None,
         "nodes": nodes,
-        "mpi": "srun" if multi else None,
+        "mpi": "srun" if multi else 0,
         "tasks": nodes if multi else None,
         "tasks_per_gpu": 0,
     }
