@@ -19,7 +19,16 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from snakemake.settings.types import PreemptibleRules
+from snakemake.settings.types import (
+    DAGSettings,
+    DeploymentSettings,
+    ExecutionSettings,
+    OutputSettings,
+    PreemptibleRules,
+    RemoteExecutionSettings,
+    ResourceSettings,
+    SchedulingSettings,
+)
 from snakemake_interface_executor_plugins.registry import ExecutorPluginRegistry
 from snakemake_interface_executor_plugins.settings import DeploymentMethod, ExecutorSettingsBase
 
@@ -114,6 +123,18 @@ FIELDS: dict[str, tuple[str, str] | tuple[str, str, Any]] = {
 }  # fmt: skip
 
 
+# FIELDS' groups -> the Snakemake settings class each fills (`Profile.build`).
+SETTINGS: dict[str, type] = {
+    "resource": ResourceSettings,
+    "execution": ExecutionSettings,
+    "remote": RemoteExecutionSettings,
+    "deployment": DeploymentSettings,
+    "output": OutputSettings,
+    "dag": DAGSettings,
+    "scheduling": SchedulingSettings,
+}
+
+
 # Look like plugin settings but are per-job resources of the SLURM plugin (sbatch -A / -p).
 RESOURCE_HINTS = {
     "slurm-account": "a resource: default-resources: {slurm_account: \"'name'\"}",
@@ -142,6 +163,10 @@ class Profile:
     def kwargs(self, group: str, **defaults: Any) -> dict[str, Any]:
         """`defaults` (ground's own choices), overridden by what the profile sets."""
         return defaults | self.settings.get(group, {})
+
+    def build(self, group: str, **defaults: Any) -> Any:
+        """The settings object of `group` (ResourceSettings for "resource", ...) from `kwargs`."""
+        return SETTINGS[group](**self.kwargs(group, **defaults))
 
 
 def load_profile(directory: Path | None) -> Profile:

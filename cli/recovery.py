@@ -16,7 +16,6 @@ is rebuilt as before.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -72,22 +71,22 @@ def _observed(root: Path, output: str) -> bool:
     return meta.is_file() and meta.stat().st_mtime >= (root / output).stat().st_mtime
 
 
-def incomplete_markers(root: Path) -> dict[str, str | None]:
-    """Output path -> cluster job id, of every output Snakemake marked incomplete under `root`.
+def incomplete_markers(root: Path) -> dict[str, Path]:
+    """Output path -> its marker file, of every output Snakemake marked incomplete under `root`.
 
     Snakemake names a marker by the urlsafe base64 of the path, cut into folder names of which
     all but the last start with `@` (`snakemake.persistence.file`)."""
     base = root / ".snakemake" / "incomplete"
-    found: dict[str, str | None] = {}
+    found: dict[str, Path] = {}
     for folder, _, names in os.walk(base):
         for name in names:
-            parts = (Path(folder) / name).relative_to(base).parts
+            marker = Path(folder) / name
+            parts = marker.relative_to(base).parts
             try:
                 path = urlsafe_b64decode("".join(p.removeprefix("@") for p in parts)).decode()
-                job = json.loads((Path(folder) / name).read_text() or "{}").get("external_jobid")
-            except (ValueError, UnicodeDecodeError, AttributeError):
+            except ValueError:  # not base64 of a UTF-8 path (binascii.Error, UnicodeDecodeError)
                 continue  # Snakemake's own bookkeeping files (e.g. migration_underway)
-            found[path] = str(job) if job is not None else None
+            found[path] = marker
     return found
 
 

@@ -20,16 +20,7 @@ import yaml
 from ground_cli.profile import Profile, ProfileError, load_profile
 from snakemake.api import SnakemakeApi
 from snakemake.settings.enums import Quietness, RerunTrigger
-from snakemake.settings.types import (
-    ConfigSettings,
-    DAGSettings,
-    DeploymentSettings,
-    ExecutionSettings,
-    OutputSettings,
-    RemoteExecutionSettings,
-    ResourceSettings,
-    SchedulingSettings,
-)
+from snakemake.settings.types import ConfigSettings, DAGSettings
 from snakemake_interface_logger_plugins.common import LogEvent
 
 __all__ = ["Events", "Job", "Profile", "ProfileError", "Request", "execute", "load_profile"]
@@ -125,17 +116,17 @@ def execute(request: Request, events: Events) -> bool:
     _job_environment(request.root)
     os.environ[RECIPE_ENV] = str(_recipe_file(request.root, request.config))
     quiet = None if request.verbose else {Quietness.ALL}
-    with SnakemakeApi(OutputSettings(**profile.kwargs("output", quiet=quiet))) as api:
+    with SnakemakeApi(profile.build("output", quiet=quiet)) as api:
         collector = _Collector(events)
         logging.getLogger("snakemake.logging").addHandler(collector)
         try:
             workflow = api.workflow(
-                resource_settings=ResourceSettings(**profile.kwargs("resource", cores=_cores(request, profile))),
+                resource_settings=profile.build("resource", cores=_cores(request, profile)),
                 # The Snakefile reads the recipe from the file `_recipe_file` names (not --config:
                 # cluster jobs would get nested values back as strings, and config.yaml's mappings
                 # merged in, since Snakemake passes neither types nor replace_workflow_config on).
                 config_settings=ConfigSettings(),
-                deployment_settings=DeploymentSettings(**profile.kwargs("deployment")),
+                deployment_settings=profile.build("deployment"),
                 snakefile=request.root / "Snakefile",
                 workdir=request.root,
             )
@@ -169,15 +160,15 @@ def _cores(request: Request, profile: Profile) -> int | None:
 
 def _execution(request: Request, profile: Profile) -> dict[str, Any]:
     """Arguments of `execute_workflow`: the profile's executor and settings, or a local touch."""
-    execution = ExecutionSettings(**profile.kwargs("execution", latency_wait=5))
+    execution = profile.build("execution", latency_wait=5)
     if request.touch:  # a local pseudo-executor: nothing is submitted, outputs are touched
         return {"executor": "local", "pseudo_executor": "touch", "execution_settings": execution}
     return {
         "executor": profile.executor,
         "pseudo_executor": "dryrun" if request.dryrun else None,
         "execution_settings": execution,
-        "remote_execution_settings": RemoteExecutionSettings(**profile.kwargs("remote")),
-        "scheduling_settings": SchedulingSettings(**profile.kwargs("scheduling")),
+        "remote_execution_settings": profile.build("remote"),
+        "scheduling_settings": profile.build("scheduling"),
         "executor_settings": profile.executor_settings,
     }
 

@@ -17,8 +17,6 @@ def _copy(root: Path) -> Path:
     for name in ("Snakefile", "config.yaml"):
         shutil.copy(REPO / name, root / name)
     for name in ("rules", "src", "envs", "profiles"):
-        if not (REPO / name).is_dir():
-            continue
         shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
     return root
 

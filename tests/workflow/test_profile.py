@@ -80,22 +80,13 @@ def test_profile_keys_reach_the_settings_objects(tmp_path):
 
 
 def test_settings_objects_accept_what_the_profile_gives(tmp_path):
-    from snakemake.settings.types import (
-        DAGSettings,
-        DeploymentSettings,
-        ExecutionSettings,
-        OutputSettings,
-        RemoteExecutionSettings,
-        ResourceSettings,
-    )  # fmt: skip
-
     profile = load_profile(REPO / "profiles/slurm")
-    ResourceSettings(**profile.kwargs("resource", cores=2))
-    ExecutionSettings(**profile.kwargs("execution"))
-    RemoteExecutionSettings(**profile.kwargs("remote"))
-    DeploymentSettings(**profile.kwargs("deployment"))
-    OutputSettings(**profile.kwargs("output"))
-    DAGSettings(**profile.kwargs("dag"))
+    profile.build("resource", cores=2)
+    profile.build("execution")
+    profile.build("remote")
+    profile.build("deployment")
+    profile.build("output")
+    profile.build("dag")
 
 
 @pytest.mark.parametrize(
