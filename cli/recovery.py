@@ -9,9 +9,9 @@ they write their outputs and clear their own marks, but nobody writes their meta
 change of their params would go unnoticed. The next run first waits for the jobs still in the
 scheduler's queue, then adopts those that finished unobserved: a job record (written only once
 its outputs are complete) of the interrupted run, whose outputs still have the recorded sha256,
-and whose metadata is missing or older than it (or that is still marked incomplete). Adopting is Snakemake's own `touch` mode
-on exactly those jobs, which records them as a normal finish would. Every other incomplete job
-is rebuilt as before.
+and whose metadata is missing or older than it (or that is still marked incomplete). Adopting
+is Snakemake's own `touch` mode on exactly those jobs, which records them as a normal finish
+would. Every other incomplete job is rebuilt as before.
 """
 
 from __future__ import annotations
@@ -146,7 +146,8 @@ def _say(found: Found, previous_run: str, console: Console) -> None:
     if found.waited:
         lines.append(f"  {len(found.waited)} cluster job(s) were still running; waited for them")
     if found.adopted:
-        names = ", ".join(found.adopted[:5]) + (f" and {len(found.adopted) - 5} more" if len(found.adopted) > 5 else "")
+        more = len(found.adopted) - 5
+        names = ", ".join(found.adopted[:5]) + (f" and {more} more" if more > 0 else "")
         lines.append(f"  {len(found.adopted)} job(s) finished after it stopped and are kept: {names}")
     if found.rebuilt:
         lines.append(f"  {len(found.rebuilt)} incomplete output(s) will be rebuilt")
