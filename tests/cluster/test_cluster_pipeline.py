@@ -4,8 +4,8 @@
 
 Real slurmctld + slurmd, real sbatch/squeue/scancel, the shipped `profiles/slurm`, nothing
 stubbed. One small corpus runs through evaluation with 2 feature shards per modality and stage 2
-as 2 processes; then a rerun, a stage-2 change, a SIGTERM to stage 2's SLURM job and a SIGKILL of
-the head process are each checked by the SLURM jobs they submit (`squeue -t all` keeps finished
+as 2 processes; then a rerun, a stage-2 change, a SIGTERM to stage 2's SLURM job, a SIGKILL of
+the head process and 3 added videos are each checked by the SLURM jobs they submit (`squeue -t all` keeps finished
 jobs for MinJobAge = 900 s, longer than this module runs).
 """
 
@@ -173,3 +173,29 @@ def test_a_killed_head_process_is_resumed_without_running_a_finished_job_twice(p
     assert (project / "results/train/stage3/train.job.json").read_bytes() == record
     new = {c for j, (c, _) in slurm_jobs(project).items() if j not in before}
     assert new == {STAGE3} | EVALS
+
+
+def test_three_added_videos_resubmit_only_the_shard_that_holds_them(project):
+    """Three new videos (other frames, so the content-addressed store has none of them) added to
+    the converted data, all in shard 1: of the feature step, only that shard's job is submitted
+    and it encodes exactly those 3 (split and gather run in the head process)."""
+    from ground.common.media import ffmpeg_exe
+    from ground.features.shards import shard_of
+
+    before = set(slurm_jobs(project))
+    data = project / "results/convert/demo_video/test.jsonl"
+    lines = data.read_text().splitlines()
+    first = json.loads(lines[0])
+    source = Path(first["video"])
+    candidates = (str(source.with_name(f"added_{i}{source.suffix}")) for i in range(100))
+    added = [m for m in candidates if shard_of(m, 2) == 1][:3]
+    for i, path in enumerate(added):
+        subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-y", "-i", str(project / source), "-vf",
+                        f"hue=h={60 * (i + 1)}", str(project / path)], check=True)  # fmt: skip
+    rows = (json.dumps(first | {"id": m, "video": m}) for m in added)
+    data.write_text("\n".join([*lines, *rows]) + "\n")
+    ground_run(project, "--until", "features")
+    new = {comment for job, (comment, _) in slurm_jobs(project).items() if job not in before}
+    assert new == {"rule_cache_features_wildcards_video_1"}
+    record = json.loads((project / "results/features/video/shard1.job.json").read_text())
+    assert record["notes"]["summary"]["encoded"] == 3
