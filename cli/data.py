@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import json
 import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -64,15 +63,17 @@ def check(
     """What the recipe's datasets and base models need under download.root, what is there, and
     the command or manual step that gets the rest. Exits 1 when anything is missing."""
     from ground_cli.main import recipe
+    from ground_cli.output import json_only, print_json
 
     from ground.download.check import DOWNLOAD, check_data
 
     cfg = recipe(config, set_)
     command = shlex.join([*DOWNLOAD.split(), *(["--config", str(config)] if config else []),
                           *(arg for item in set_ for arg in ("--set", item))])  # fmt: skip
-    rows = check_data(cfg, command)
+    with json_only(json_):
+        rows = check_data(cfg, command)
     if json_:
-        print(json.dumps([row.as_dict() for row in rows], indent=2))
+        print_json([row.as_dict() for row in rows])
     else:
         print_check(rows, cfg["download"]["root"])
     if any(row.status != "present" for row in rows):

@@ -32,6 +32,7 @@ def eval_command(
     the checkpoint (or predictions file) and of the data.
     """
     from ground_cli.main import fail, recipe
+    from ground_cli.output import json_only, print_json
 
     from ground.common.catalog import benchmark
     from ground.eval.scoring import flatten
@@ -44,17 +45,18 @@ def eval_command(
     if checkpoint is not None and predictions is not None:
         raise fail("give --checkpoint or --predictions, not both")
     files = data or [Path(p) for p in spec.data_files((split,) if split else None)]
-    if checkpoint is None and predictions is None and not data:
-        summary = _through_pipeline(bench, cfg)
-    else:
-        summary = _direct(spec, files, cfg, checkpoint, predictions)
+    with json_only(json_):  # progress, Snakemake jobs, transformers' and DeepSpeed's logs
+        if checkpoint is None and predictions is None and not data:
+            summary = _through_pipeline(bench, cfg)
+        else:
+            summary = _direct(spec, files, cfg, checkpoint, predictions)
     scores = summary["scores"]
     if split is not None:
         if split not in scores:
             raise fail(f"no {spec.task} records of split {split!r} in {', '.join(map(str, files))}")
         scores = {split: scores[split]}
     if json_:
-        print(json.dumps(flatten(scores), indent=2))
+        print_json(flatten(scores))
         return
     show_scores(bench, scores)
 

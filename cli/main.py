@@ -20,6 +20,7 @@ from typing import Annotated, Any
 import typer
 from ground_cli import evaluation
 from ground_cli.data import data_app
+from ground_cli.output import json_only, print_json
 from ground_cli.release import import_app
 from rich.console import Console
 from rich.markup import escape
@@ -129,9 +130,10 @@ def status(
     from ground_cli.running import plan_status
 
     cfg = recipe(config, set_)
-    jobs = plan_status(project_root(), cfg, until=until_of(until, cfg))
+    with json_only(json_):
+        jobs = plan_status(project_root(), cfg, until=until_of(until, cfg))
     if json_:
-        print(json.dumps({"steps": jobs}, indent=2))
+        print_json({"steps": jobs})
         return
     table = Table("step", "job", "state", "reasons")
     for job in jobs:
@@ -152,12 +154,14 @@ def runs(
     from ground.tracking.queries import list_jobs, list_runs
 
     if run_id is not None:
-        jobs = list_jobs(database(recipe(config, [])), run_id)
+        with json_only(json_):
+            jobs = list_jobs(database(recipe(config, [])), run_id)
         if not jobs:
             raise fail(f"no jobs recorded for run {run_id!r} (ground runs lists the runs)")
         show(jobs, json_, ["rule", "wildcards", "step", "status", "host", "scheduler_job_id", "started", "finished"])
         return
-    rows = list_runs(database(recipe(config, [])), limit=limit)
+    with json_only(json_):
+        rows = list_runs(database(recipe(config, [])), limit=limit)
     columns = ["id", "status", "started", "finished", "targets", "git_commit", "jobs_ok", "jobs_failed",
                "requests", "tokens_in", "tokens_out"]  # fmt: skip
     show(rows, json_, columns)
@@ -178,12 +182,14 @@ def metrics(
         from ground.tracking.queries import compare_metrics
 
         try:
-            rows = compare_metrics(db, *compare)
+            with json_only(json_):
+                rows = compare_metrics(db, *compare)
         except ValueError as err:
             raise fail(str(err)) from None
         show(rows, json_, ["benchmark", "split", "name", "a", "b", "b - a"])
         return
-    rows = list_metrics(db, run_id=run_id)
+    with json_only(json_):
+        rows = list_metrics(db, run_id=run_id)
     if not json_:
         rows = collapse_curves(rows)
     show(rows, json_, ["run_id", "step", "benchmark", "split", "name", "value"])
@@ -230,10 +236,11 @@ def bench_features(
     """Uniform frame sampling by seeking vs decoding every frame, same videos, one run."""
     from ground.features.bench import bench_video_decoding, make_bench_videos
 
-    paths = make_bench_videos(out, count=videos, seconds=seconds, fps=25, gop=gop)
-    result = bench_video_decoding(paths, num_frames=frames, size=size)
+    with json_only(json_):
+        paths = make_bench_videos(out, count=videos, seconds=seconds, fps=25, gop=gop)
+        result = bench_video_decoding(paths, num_frames=frames, size=size)
     if json_:
-        print(json.dumps(result, indent=2))
+        print_json(result)
         return
     base = result["methods"]["decode_all"]["seconds"]
     table = Table("method", "frames", "seconds", "frames/s", "speed vs decode_all", "max pixel diff",
@@ -259,9 +266,10 @@ def bench_train(
 
     if size not in SIZES:
         raise fail(f"--size must be one of {', '.join(SIZES)}, got {size!r}")
-    result = bench_training(size=size, steps=steps, warmup=warmup, batch=batch, stage=stage, llm_layers=llm_layers)
+    with json_only(json_):  # DeepSpeed's accelerator warning, its logs and JIT builds
+        result = bench_training(size=size, steps=steps, warmup=warmup, batch=batch, stage=stage, llm_layers=llm_layers)
     if json_:
-        print(json.dumps(result, indent=2))
+        print_json(result)
         return
     title = (f"{size} ({result['llm_layers']} LLM layers), stage {stage}, {result['device']}, batch {batch} "
              f"({result['tokens_per_step']} tokens), median of {steps} steps after {warmup}")  # fmt: skip
@@ -275,9 +283,39 @@ def bench_train(
     Console().print(f"on the fly / cached step time: [bold]{result['ratio']:.2f}x[/]")
 
 
+@bench_app.command("cli")
+def bench_cli(
+    runs: Annotated[int, typer.Option(help="Timed runs of each command (after the warm-up).")] = 5,
+    warmup: Annotated[int, typer.Option(help="Untimed runs of each command first.")] = 1,
+    project: Annotated[Path | None, typer.Option(help="Project folder to run them in (default: this one); a finished run makes `ground run` a no-op.")] = None,
+    set_: SetOpt = [],
+    json_: JsonOpt = False,
+) -> None:
+    """Start-up: `ground --help`, `ground status` and `ground run` as whole processes, min and median.
+
+    On a finished project `ground run` has nothing to do (each timed run still records a run).
+    """
+    from ground.workflow.bench import bench_commands, cli_commands
+
+    root = (project or project_root()).resolve()
+    try:
+        with json_only(json_):
+            result = bench_commands(cli_commands(set_), root, runs=runs, warmup=warmup)
+    except RuntimeError as err:
+        raise fail(str(err)) from None
+    if json_:
+        print_json(result)
+        return
+    load = ", ".join(f"{x:.2f}" for x in result["load_average"])
+    table = Table("command", "min s", "median s", "runs", title=f"{root}: {result['cpus']} CPUs, load {load}")
+    for name, row in result["commands"].items():
+        table.add_row(name, f"{row['min_s']:.2f}", f"{row['median_s']:.2f}", " ".join(f"{t:.2f}" for t in row["seconds"]))
+    Console().print(table)
+
+
 def show(rows: list[dict], as_json: bool, columns: list[str]) -> None:
     if as_json:
-        print(json.dumps(rows, indent=2, default=str))
+        print_json(rows)
         return
     table = Table(*columns)
     for row in rows:

@@ -8,7 +8,6 @@ The pipeline's `import` step (`ground run --until import`) runs the same functio
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -30,15 +29,17 @@ def groundinggpt(
     and leaves nothing in OUT.
     """
     from ground_cli.main import console, fail
+    from ground_cli.output import json_only, print_json
 
     from ground.release.layout import ReleaseError
     from ground.release.run import import_release
 
     try:
-        report = import_release(src, out, compare_frame_encoder=compare_frame_encoder)
+        with json_only():  # stdout is the JSON summary below, nothing else
+            report = import_release(src, out, compare_frame_encoder=compare_frame_encoder)
     except (ReleaseError, FileNotFoundError) as err:
         raise fail(str(err)) from None
     console.print(f"imported {report['tensors']} tensors ({report['mapped']} mapped, "
                   f"{report['dropped']} dropped) into {out}")  # fmt: skip
     summary = {k: v for k, v in report.items() if k != "keys"}
-    typer.echo(json.dumps(summary, indent=2))
+    print_json(summary)

@@ -11,13 +11,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ground_cli.recovery import recover
 from ground_cli.workflow import Events, Request, execute
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ground.tracking import db as tracking
 from ground.workflow.plan import explain
 from ground.workflow.steps import STEPS, step, step_code, step_config, step_of_rule
 
@@ -26,6 +24,9 @@ def run_pipeline(request: Request, db: Path, command_line: str, console: Console
     """Execute with a progress bar; record the run in the database unless it is a dry run."""
     if request.dryrun:
         return dry_run(request, console)
+    # DuckDB (here and in recovery) loads for runs only: `ground status` never opens the store.
+    from ground.tracking import db as tracking
+
     run_id = tracking.start_run(
         db, config=request.config, targets=request.until or ["all"],
         command_line=command_line, workdir=request.root,
@@ -56,6 +57,10 @@ def exclusive(request: Request, db: Path, run_id: str, console: Console) -> Iter
     released only when the process that wrote our marker is gone. Its cluster jobs may still be
     running, or have finished since: `recovery.recover` waits for the ones and keeps the others.
     """
+    from ground_cli.recovery import recover
+
+    from ground.tracking import db as tracking
+
     root = request.root
     marker = root / ".snakemake" / "ground-run.json"
     if marker.is_file():
@@ -110,6 +115,8 @@ def _execute_with_progress(request: Request, console: Console) -> tuple[Events, 
 
 
 def _ingest(db: Path, run_id: str, request: Request, events: Events) -> int:
+    from ground.tracking import db as tracking
+
     roots = [request.root / "results", request.root / request.config["download"]["root"]]
     records = [r for root in roots if root.exists() for r in tracking.find_records(root)]
     try:
@@ -165,6 +172,7 @@ def plan_status(root: Path, config: dict[str, Any], until: list[str] = ()) -> li
             raise RuntimeError("; ".join(events.errors) or "snakemake could not plan the DAG")
     will_run = {_label(j): j for j in pending.jobs.values()}
     order = {s.name: i for i, s in enumerate(STEPS)}
+    params: dict[str, dict[str, Any]] = {}  # per step, not per job: a step's jobs share them
     entries = []
     for job in every.jobs.values():
         name = step_of_rule(job.rule, job.wildcards)
@@ -173,8 +181,9 @@ def plan_status(root: Path, config: dict[str, Any], until: list[str] = ()) -> li
         label = _label(job)
         entry = {"step": name, "job": label, "rule": job.rule, "wildcards": job.wildcards}
         if label in will_run:
-            params = _current_params(root, config, name)
-            reasons = explain(will_run[label].reason, will_run[label].output, params, step(name).section)
+            if name not in params:
+                params[name] = _current_params(root, config, name)
+            reasons = explain(will_run[label].reason, will_run[label].output, params[name], step(name).section)
             entries.append(entry | {"state": "will-run", "reasons": reasons})
         else:
             entries.append(entry | {"state": "up-to-date", "reasons": []})

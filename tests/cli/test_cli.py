@@ -1,20 +1,41 @@
 """The command line's contract: help everywhere, one-line errors with exit code 2 for bad input."""
 
+import json
+import subprocess
+import sys
+
 import pytest
 from ground_cli.main import app
 from typer.testing import CliRunner
 
 runner = CliRunner()
+COMMANDS = [[], ["run"], ["status"], ["runs"], ["metrics"], ["bench", "features"], ["bench", "train"], ["bench", "cli"],
+            ["eval"], ["report"], ["data", "convert"], ["data", "check"], ["import", "groundinggpt"]]  # fmt: skip
+HEAVY = ("torch", "transformers", "deepspeed", "snakemake", "duckdb")
 
 
-@pytest.mark.parametrize(
-    "command",
-    [[], ["run"], ["status"], ["runs"], ["metrics"], ["bench", "features"], ["eval"], ["report"], ["data", "convert"], ["data", "check"]],
-)
+@pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_has_help(command):
     result = runner.invoke(app, [*command, "--help"])
     assert result.exit_code == 0
     assert "Usage" in result.output
+
+
+def test_help_imports_nothing_heavy():
+    """`ground --help` and every `ground <cmd> --help` answer at once: the heavy libraries load
+    inside the commands that use them."""
+    code = f"""
+import json, sys
+from ground_cli.main import app
+for command in {COMMANDS!r}:
+    try:
+        app([*command, "--help"], prog_name="ground")
+    except SystemExit:
+        pass
+print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(proc.stdout.splitlines()[-1]) == []
 
 
 @pytest.mark.parametrize(

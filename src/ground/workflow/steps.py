@@ -12,7 +12,7 @@ from typing import Any
 
 from ground.common.catalog import AUTHORS_CONVERTER, DATASETS
 from ground.common.config import TRAIN_SHARED
-from ground.workflow.fingerprint import code_fingerprint
+from ground.workflow.codecache import cached_fingerprint
 
 
 @dataclass(frozen=True)
@@ -87,8 +87,10 @@ def until_targets(name: str, config: dict[str, Any]) -> list[str]:
 def step_code(spec: Step, root: Path) -> str:
     """The fingerprint a step's jobs get as `params.code`: the library code it runs and its rules'
     adapters under the workflow's `root`. It replaces Snakemake's code trigger, which reruns a
-    `script:` rule whenever the adapter's mtime changes (a checkout, a `touch`), not its code."""
-    return code_fingerprint(*spec.modules, files=[root / a for a in spec.adapters])
+    `script:` rule whenever the adapter's mtime changes (a checkout, a `touch`), not its code.
+    Remembered under `root/.snakemake/ground/` until one of those files changes (codecache)."""
+    files = [root / a for a in spec.adapters]
+    return cached_fingerprint(*spec.modules, files=files, cache=root / ".snakemake" / "ground" / "fingerprints.json")
 
 
 def step_of_rule(rule: str, wildcards: dict[str, str] | None = None) -> str | None:
