@@ -179,21 +179,16 @@ def test_three_added_videos_resubmit_only_the_shard_that_holds_them(project):
     """Three new videos (other frames, so the content-addressed store has none of them) added to
     the converted data, all in shard 1: of the feature step, only that shard's job is submitted
     and it encodes exactly those 3 (split and gather run in the head process)."""
+    from added_media import add_to_shard
+
     from ground.common.media import ffmpeg_exe
-    from ground.features.shards import shard_of
+
+    def reencode(source: Path, target: Path, i: int) -> None:
+        subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-y", "-i", str(source), "-vf",
+                        f"hue=h={60 * (i + 1)}", str(target)], check=True)  # fmt: skip
 
     before = set(slurm_jobs(project))
-    data = project / "results/convert/demo_video/test.jsonl"
-    lines = data.read_text().splitlines()
-    first = json.loads(lines[0])
-    source = Path(first["video"])
-    candidates = (str(source.with_name(f"added_{i}{source.suffix}")) for i in range(100))
-    added = [m for m in candidates if shard_of(m, 2) == 1][:3]
-    for i, path in enumerate(added):
-        subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-y", "-i", str(project / source), "-vf",
-                        f"hue=h={60 * (i + 1)}", str(project / path)], check=True)  # fmt: skip
-    rows = (json.dumps(first | {"id": m, "video": m}) for m in added)
-    data.write_text("\n".join([*lines, *rows]) + "\n")
+    add_to_shard(project, project / "results/convert/demo_video/test.jsonl", "video", 1, 3, reencode)
     ground_run(project, "--until", "features")
     new = {comment for job, (comment, _) in slurm_jobs(project).items() if job not in before}
     assert new == {"rule_cache_features_wildcards_video_1"}

@@ -171,6 +171,8 @@ def indexed(project: Path, modality: str) -> set[str]:
 def test_new_media_rerun_only_the_shard_jobs_they_belong_to(project):
     """Grown data reruns conversion; after the split checkpoint only the shards that got new
     media encode. Then media added to converted data by hand: the plan names only their shard."""
+    from added_media import add_to_shard
+
     from ground.features.shards import shard_of
 
     # the recipe of the previous run (on_error=skip) is kept, so that only the data changes
@@ -184,15 +186,10 @@ def test_new_media_rerun_only_the_shard_jobs_they_belong_to(project):
     assert len(new) == 2 and ran == {f"shard{shard_of(m, 2)}.job.json" for m in new}
     assert sum(json.loads(after[name])["notes"]["summary"]["encoded"] for name in ran) == 2
 
-    data = project / "results/convert/demo_image/test.jsonl"
-    lines = data.read_text().splitlines()
-    first = json.loads(lines[0])
-    source = Path(first["image"])
-    candidates = (str(source.with_name(f"extra_{i}{source.suffix}")) for i in range(100))
-    added = [m for m in candidates if shard_of(m, 2) == 0][:2]
-    for path in added:
-        (project / path).write_bytes((project / source).read_bytes())
-    data.write_text("\n".join([*lines, *(json.dumps(first | {"id": m, "image": m}) for m in added)]) + "\n")
+    def copy(source: Path, target: Path, i: int) -> None:
+        target.write_bytes(source.read_bytes())
+
+    added = add_to_shard(project, project / "results/convert/demo_image/test.jsonl", "image", 0, 2, copy)
     records = shard_records(project, "image")
     plan = status(project, *sets)
     will_run = {job for job, entry in plan.items() if entry["state"] == "will-run"}
