@@ -28,8 +28,7 @@ from ground_cli.workflow import Events, Request, execute
 from rich.console import Console
 from rich.markup import escape
 
-from ground.tracking.db import find_records
-from ground.tracking.record import read_job_record, sha256_file
+from ground.tracking.record import find_records, read_job_record, sha256_file
 
 POLL_S = 10.0
 

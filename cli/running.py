@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -16,6 +17,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from ground.tracking.record import find_records
+from ground.workflow import inputs
 from ground.workflow.plan import explain
 from ground.workflow.steps import STEPS, step, step_code, step_config, step_of_rule
 
@@ -23,7 +26,7 @@ from ground.workflow.steps import STEPS, step, step_code, step_config, step_of_r
 def run_pipeline(request: Request, db: Path, command_line: str, console: Console) -> bool:
     """Execute with a progress bar; record the run in the database unless it is a dry run."""
     if request.dryrun:
-        return dry_run(request, console)
+        return dry_run(_with_changed_inputs(request, console), console)
     # DuckDB (here and in recovery) loads for runs only: `ground status` never opens the store.
     from ground.tracking import db as tracking
 
@@ -35,7 +38,7 @@ def run_pipeline(request: Request, db: Path, command_line: str, console: Console
     console.print(f"run [bold]{run_id}[/] -> {db}", soft_wrap=True)
     with exclusive(request, db, run_id, console):
         try:
-            events, ok = _execute_with_progress(request, console)
+            events, ok = _execute_with_progress(_with_changed_inputs(request, console), console)
         except KeyboardInterrupt:
             tracking.finish_run(db, run_id, "interrupted")
             raise
@@ -114,11 +117,49 @@ def _execute_with_progress(request: Request, console: Console) -> tuple[Events, 
     return events, ok
 
 
+def _record_roots(request: Request) -> list[Path]:
+    """Where the jobs of a run leave their records."""
+    return [request.root / "results", request.root / request.config["download"]["root"]]
+
+
+def changed_inputs(request: Request, every: Events | None = None) -> dict[str, list[dict[str, Any]]]:
+    """Output (a job record) -> changed input files, of the planned jobs whose inputs changed
+    since they ran (`ground.workflow.inputs`); `every` is the plan with every job, if known."""
+    moved = inputs.changed_jobs(_record_roots(request))
+    if not moved:  # the usual case: no second DAG build
+        return {}
+    if every is None:
+        every = _plan(request, forceall=True)
+    # a record of a job outside this plan (beyond --until, or of a dataset no longer in the
+    # recipe) is not forced: Snakemake would make it a target
+    planned = {str(request.root / out): out for job in every.jobs.values() for out in job.output}
+    return {planned[record]: moved[record] for record in moved if record in planned}
+
+
+def _with_changed_inputs(request: Request, console: Console) -> Request:
+    """The request, with the jobs whose inputs changed since they ran forced (and named)."""
+    changed = changed_inputs(request)
+    if not changed:
+        return request
+    console.print(f"inputs changed since their jobs ran ({len(changed)} job(s)):")
+    for record, moved in sorted(changed.items()):
+        for reason in inputs.reasons(moved):
+            console.print(f"  {escape(record)}: {escape(reason['detail'])}", highlight=False)
+    return dataclasses.replace(request, forcerun=[*request.forcerun, *changed])
+
+
+def _plan(request: Request, forceall: bool = False, forcerun: list[str] = ()) -> Events:
+    events = Events()
+    plan = dataclasses.replace(request, dryrun=True, forceall=forceall, forcerun=[*request.forcerun, *forcerun])
+    if not execute(plan, events):
+        raise RuntimeError("; ".join(events.errors) or "snakemake could not plan the DAG")
+    return events
+
+
 def _ingest(db: Path, run_id: str, request: Request, events: Events) -> int:
     from ground.tracking import db as tracking
 
-    roots = [request.root / "results", request.root / request.config["download"]["root"]]
-    records = [r for root in roots if root.exists() for r in tracking.find_records(root)]
+    records = [r for root in _record_roots(request) for r in find_records(root)]
     try:
         count = tracking.ingest_records(db, run_id, records, step_of=step_of_rule)
     except tracking.RecordError as err:  # the readable ones are in; name the others, go on
@@ -165,11 +206,10 @@ def dry_run(request: Request, console: Console) -> bool:
 
 def plan_status(root: Path, config: dict[str, Any], until: list[str] = ()) -> list[dict[str, Any]]:
     """One entry per job of the DAG (up to `until`): up to date, or will run with the reasons."""
-    pending, every = Events(), Events()
-    for events, forceall in ((pending, False), (every, True)):
-        request = Request(root=root, config=config, dryrun=True, forceall=forceall, until=list(until))
-        if not execute(request, events):
-            raise RuntimeError("; ".join(events.errors) or "snakemake could not plan the DAG")
+    request = Request(root=root, config=config, until=list(until))
+    every = _plan(request, forceall=True)
+    changed = changed_inputs(request, every)
+    pending = _plan(request, forcerun=list(changed))
     will_run = {_label(j): j for j in pending.jobs.values()}
     order = {s.name: i for i, s in enumerate(STEPS)}
     params: dict[str, dict[str, Any]] = {}  # per step, not per job: a step's jobs share them
@@ -184,6 +224,9 @@ def plan_status(root: Path, config: dict[str, Any], until: list[str] = ()) -> li
             if name not in params:
                 params[name] = _current_params(root, config, name)
             reasons = explain(will_run[label].reason, will_run[label].output, params[name], step(name).section)
+            moved = [m for out in job.output for m in changed.get(out, [])]
+            if moved:  # forced by us: the files say why, not "Forced execution"
+                reasons = inputs.reasons(moved) + [r for r in reasons if r["kind"] != "forced"]
             entries.append(entry | {"state": "will-run", "reasons": reasons})
         else:
             entries.append(entry | {"state": "up-to-date", "reasons": []})

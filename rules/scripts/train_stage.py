@@ -8,6 +8,8 @@ from ground.train.launch import run_stage
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 stage = int(smk.wildcards.stage)
 with step_job(smk) as job:
+    if stage == 1:  # the base LLM (later stages start from the previous stage's model)
+        job.read([smk.params.init])
     inputs = {
         "init": smk.params.init,
         "records": [smk.input.records],

@@ -24,6 +24,8 @@ TINY = [
     "features.shard_size=4",
 ]
 pytestmark = pytest.mark.e2e
+# The recipe of the last tests: the previous ones' on_error=skip kept, so that only the data changes.
+GROWN = ["download.demo.splits={train: 8, val: 2, test: 2}", "features.on_error=skip"]
 
 
 def ground(project: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -128,24 +130,29 @@ def test_adapter_is_judged_by_its_code_not_its_mtime(project):
 
 
 def test_garbage_video_fails_naming_the_file_and_keeps_the_cache(project):
+    """A video overwritten in place (no --forcerun: the run finds it changed) fails its feature
+    job naming the file, or with features.on_error=skip is reported and left out."""
     store = project / "cache/features/video"
     before = {p: p.read_bytes() for p in store.rglob("*") if p.is_file()}
     victim = sorted((project / "resources/demo/media/videos").glob("*.mp4"))[0]
     original = victim.read_bytes()
     try:
         victim.write_bytes(b"this is not a video" * 100)
-        proc = ground(project, "run", "--until", "features", "--forcerun", "features", check=False)
+        proc = ground(project, "run", "--until", "features", check=False)
         assert proc.returncode == 1
-        assert victim.name in proc.stderr
+        failure = proc.stderr.split("failed:", 1)[-1]
+        assert "cache_features" in failure and victim.name in failure, proc.stderr
         for path, data in before.items():
             assert path.read_bytes() == data, f"{path} changed"
-        skipped = ground(project, "run", "--until", "features", "--forcerun", "features",
-                         "--set", "features.on_error=skip")
+        skipped = ground(project, "run", "--until", "features", "--set", "features.on_error=skip")
         record = json.loads((project / "results/features/video.job.json").read_text())
         failed = record["notes"]["summary"]["failed"]
         assert [Path(f["media"]).name for f in failed] == [victim.name], skipped.stderr
     finally:
         victim.write_bytes(original)
+    # the restored video is a changed input too: its shard runs again, from the cache
+    ground(project, "run", "--until", "features", "--set", "features.on_error=skip")
+    assert {j["state"] for j in status(project, "features.on_error=skip").values()} == {"up-to-date"}
 
 
 def test_runs_and_metrics_commands_read_the_database(project):
@@ -175,8 +182,7 @@ def test_new_media_rerun_only_the_shard_jobs_they_belong_to(project):
 
     from ground.features.shards import shard_of
 
-    # the recipe of the previous run (on_error=skip) is kept, so that only the data changes
-    sets = ["download.demo.splits={train: 8, val: 2, test: 2}", "features.on_error=skip"]
+    sets = GROWN
     names = {p.name for p in (project / "resources/demo/media/videos").glob("*.mp4")}
     media, records = indexed(project, "video"), shard_records(project, "video")
     ground(project, "run", "--until", "features", *[x for s in sets for x in ("--set", s)])
@@ -198,3 +204,53 @@ def test_new_media_rerun_only_the_shard_jobs_they_belong_to(project):
     after = shard_records(project, "image")
     assert {name for name in after if records[name] != after[name]} == {"shard0.job.json"}
     assert set(added) <= indexed(project, "image")
+
+
+def test_files_changed_in_place_rerun_exactly_their_jobs(project):
+    """A video, an image and a raw annotation file overwritten in place (the media folder, one
+    directory() output, keeps its mtime): the plan names them, the run re-encodes exactly those 2
+    media and reconverts exactly that (dataset, split), and the next plan is up to date."""
+    from ground.common.media import ffmpeg_exe
+    from ground.features.shards import shard_of
+
+    sets = [x for s in GROWN for x in ("--set", s)]
+    media = project / "resources/demo/media"
+    video, image = sorted((media / "videos").glob("*.mp4"))[1], sorted((media / "images").glob("*.png"))[1]
+    assert str(image.relative_to(project)) in indexed(project, "image")
+    for path in (video, image):  # other pixels, written into the same file
+        other = project / f"other{path.suffix}"
+        subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-y", "-i", str(path), "-vf", "hue=h=90",
+                        str(other)], check=True)  # fmt: skip
+        path.write_bytes(other.read_bytes())
+    raw = project / "resources/demo/raw/demo_audio/val.jsonl"
+    lines = raw.read_text().splitlines()
+    lines[0] = json.dumps(json.loads(lines[0]) | {"caption": "a low steady hum"})
+    raw.write_text("\n".join(lines) + "\n")
+    converted = {p: p.read_bytes() for p in (project / "results/convert").glob("*/*.job.json")}
+    shards = {m: shard_records(project, m) for m in ("image", "video")}
+
+    plan = status(project, *GROWN)
+    will_run = {job: entry for job, entry in plan.items() if entry["state"] == "will-run"}
+    video_job = f"cache_features[modality=video,shard={shard_of(str(video.relative_to(project)), 2)}]"
+    image_job = f"cache_features[modality=image,shard={shard_of(str(image.relative_to(project)), 2)}]"
+    convert_job = "convert_dataset[dataset=demo_audio,split=val]"
+    changed = {job: entry["reasons"][0] for job, entry in will_run.items()
+               if entry["reasons"][0]["kind"] == "input-content"}  # fmt: skip
+    assert set(changed) == {video_job, image_job, convert_job}
+    for job, path in ((video_job, video), (image_job, image), (convert_job, raw)):
+        assert changed[job]["files"] == [str(path.relative_to(project))], changed[job]
+        assert changed[job]["detail"].startswith("input changed since the last run: ")
+    # downstream: the split reruns (then plans every shard again), the gathers follow
+    assert {"split_media[modality=audio]", "gather_features[modality=video]"} <= set(will_run)
+
+    ground(project, "run", "--until", "features", *sets)
+    rerun = [p for p, data in converted.items() if p.read_bytes() != data]
+    assert [p.parent.name + "/" + p.name for p in rerun] == ["demo_audio/val.job.json"]
+    encoded = 0
+    for modality, records in shards.items():
+        after = shard_records(project, modality)
+        ran = [name for name in after if after[name] != records[name]]
+        assert len(ran) == 1, (modality, ran)
+        encoded += json.loads(after[ran[0]])["notes"]["summary"]["encoded"]
+    assert encoded == 2
+    assert {j["state"] for j in status(project, *GROWN).values()} == {"up-to-date"}

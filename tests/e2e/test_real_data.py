@@ -117,3 +117,21 @@ def test_7b_recipe_until_convert_from_a_mirror(tmp_path: Path, copy_project) -> 
     assert "nothing to do" in (proc.stdout + proc.stderr).lower() or "up to date" in (
         proc.stdout + proc.stderr
     ).lower()
+
+    # a hand-placed annotation file fixed in place: exactly its (dataset, split) is converted again
+    placed = root / "raw/charades_sta/charades_sta_train.txt"
+    placed.write_text("".join(placed.read_text().splitlines(keepends=True)[:-1]))
+    records = {p: p.read_bytes() for p in (project / "results/convert").glob("*/*.job.json")}
+    proc = ground(project, "status", "--json", *recipe, *sets, "--until", "convert")
+    assert proc.returncode == 0, proc.stderr
+    will_run = {j["job"]: j for j in json.loads(proc.stdout)["steps"] if j["state"] == "will-run"}
+    assert {j for j in will_run if j.startswith("convert_dataset")} == {
+        "convert_dataset[dataset=charades_sta,split=train]"}  # fmt: skip
+    reasons = will_run["convert_dataset[dataset=charades_sta,split=train]"]["reasons"]
+    assert reasons[0]["kind"] == "input-content" and placed.name in reasons[0]["detail"]
+    proc = ground(project, "run", *recipe, *sets, "--until", "convert")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rerun = [p for p, data in records.items() if p.read_bytes() != data]
+    assert [(p.parent.name, p.name) for p in rerun] == [("charades_sta", "train.job.json")]
+    proc = ground(project, "status", "--json", *recipe, *sets, "--until", "convert")
+    assert {j["state"] for j in json.loads(proc.stdout)["steps"]} == {"up-to-date"}

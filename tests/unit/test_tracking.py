@@ -18,7 +18,7 @@ import duckdb
 import pytest
 
 from ground.tracking import db, queries
-from ground.tracking.record import is_secret_key, redact, tracked, write_job_record
+from ground.tracking.record import find_records, is_secret_key, redact, tracked, write_job_record
 
 API_KEY = "sk-test-DO-NOT-STORE-4f1c2a9e"
 
@@ -173,7 +173,7 @@ def test_start_ingest_finish(tmp_path, monkeypatch):
     monkeypatch.setenv("SLURM_JOB_ID", "4242")  # as in a SLURM batch job
     record = run_job(fake_job(tmp_path))
 
-    assert db.find_records(tmp_path / "results") == [record]
+    assert find_records(tmp_path / "results") == [record]
     n = db.ingest_records(store, run_id, [record], step_of={"convert_dataset": "convert"})
     db.finish_run(store, run_id, "ok")
     assert n == 1

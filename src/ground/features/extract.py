@@ -24,10 +24,11 @@ import torch
 from tqdm import tqdm
 
 from ground.common.media import MediaError
+from ground.common.stamps import stamp_file
 from ground.features.audio import preprocess_audio
 from ground.features.image import load_image_padded, to_pixel_values
 from ground.features.shards import RECORD_FIELD, referenced_media, split_media
-from ground.features.store import FeatureStore, feature_key, file_sha256
+from ground.features.store import FeatureStore, feature_key
 from ground.features.video import sample_frames, sample_frames_single_pass
 from ground.model.encoders import Encoder, load_encoder
 
@@ -84,16 +85,18 @@ def cache_shard(
 
 def cache_media(modality: str, media: list[Path], index: Path, cfg: dict[str, Any]) -> dict:
     """Encode those of `media` not yet in the store; write their index; return a summary (one
-    shard job of the pipeline: it writes only its own store files, see store.py)."""
+    shard job of the pipeline: it writes only its own store files, see store.py) with the
+    stamps of the media as read under "read" (`ground.common.stamps`)."""
     started = time.perf_counter()
     if not media:  # an empty shard: no encoder to load
         _write_index(index, [])
         return {"modality": modality, "media": 0, "encoded": 0, "cached": 0, "failed": [],
-                "encoder": None, "seconds": 0.0}  # fmt: skip
+                "encoder": None, "seconds": 0.0, "read": {}}  # fmt: skip
     encoder = load_encoder(modality, Path(cfg[modality]["encoder"]), device=cfg["device"])
     store = FeatureStore(Path(cfg["store"]) / modality)
     preprocess = preprocess_params(modality, cfg)
-    keys = {p: feature_key(file_sha256(p), encoder.identity, preprocess) for p in _existing(media)}
+    stamps = {str(p): stamp_file(p) for p in _existing(media)}  # the key hashes the bytes
+    keys = {p: feature_key(stamps[str(p)][2], encoder.identity, preprocess) for p in media}
     todo = [p for p, key in keys.items() if key not in store]
     failed = _encode_missing(todo, keys, store, encoder, make_loader(modality, cfg, encoder), cfg)
     entries = [
@@ -108,6 +111,7 @@ def cache_media(modality: str, media: list[Path], index: Path, cfg: dict[str, An
         "failed": [{"media": str(p), "error": reason} for p, reason in failed.items()],
         "encoder": encoder.identity,
         "seconds": round(time.perf_counter() - started, 2),
+        "read": stamps,
     }
 
 
@@ -174,7 +178,8 @@ def main() -> None:
     parser.add_argument("--config", default="config.yaml")
     args = parser.parse_args()
     cfg = load_config(args.config)["features"]
-    print(json.dumps(cache_features(args.modality, args.records, args.index, cfg), indent=2))
+    summary = cache_features(args.modality, args.records, args.index, cfg)
+    print(json.dumps({k: v for k, v in summary.items() if k != "read"}, indent=2))
 
 
 if __name__ == "__main__":

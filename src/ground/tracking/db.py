@@ -4,7 +4,7 @@ Only the `ground` head process writes (one short read-write connection per call)
 
     run_id = db.start_run(path, config=cfg, targets=["all"], command_line="ground run", workdir=Path.cwd())
     ...  # Snakemake runs; every job writes a *.job.json record (ground.tracking.record)
-    db.ingest_records(path, run_id, db.find_records(Path("results")), step_of=step_of_rule)
+    db.ingest_records(path, run_id, find_records(Path("results")), step_of=step_of_rule)
     db.finish_run(path, run_id, "ok")
 
 Readers (`list_runs`, `list_jobs`, `list_metrics`, `compare_metrics`) are in
@@ -31,7 +31,7 @@ from typing import Any
 
 import duckdb
 
-from ground.tracking.record import RECORD_SUFFIX, json_safe, read_job_record, redact
+from ground.tracking.record import json_safe, read_job_record, redact
 from ground.tracking.schema import JOB_FAILED, JOB_OK, RUN_RUNNING, ensure_schema, insert
 from ground.tracking.schema import SCHEMA_VERSION as SCHEMA_VERSION  # re-exported
 
@@ -172,14 +172,6 @@ def redact_command_line(command_line: str) -> str:
 
 
 # ---------------------------------------------------------------------------- jobs
-
-
-def find_records(root: Path) -> list[Path]:
-    """Every `*.job.json` under `root`, sorted; [] if `root` does not exist."""
-    root = Path(root)
-    if not root.is_dir():
-        return []
-    return sorted(p for p in root.rglob(f"*{RECORD_SUFFIX}") if p.is_file())
 
 
 def ingest_records(db: Path, run_id: str, records: list[Path], step_of: StepOf = None) -> int:

@@ -10,9 +10,10 @@ In a rule's `script:` adapter (the rule declares an output ending in `.job.json`
         job.note("records", n)
 
 On a normal exit the record (rule, wildcards, params, code fingerprint, times, host and cluster
-job id, sha256 of every other output, metrics, notes) is written atomically to the `.job.json` output. On an
-exception nothing is written and the exception propagates: Snakemake deletes the failed job's
-outputs and the `ground` head process records the failure from Snakemake's log events.
+job id, sha256 of every other output, metrics, notes, the stamps of the files it `read`) is
+written atomically to the `.job.json` output. On an exception nothing is written and the
+exception propagates: Snakemake deletes the failed job's outputs and the `ground` head process
+records the failure from Snakemake's log events.
 
 Jobs never open the DuckDB database: one writer per file, and cluster jobs may run anywhere.
 `ground.tracking.db.ingest_records` loads these files later, in the head process.
@@ -27,16 +28,17 @@ import math
 import os
 import re
 import socket
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ground.common.stamps import sha256_file, stamp
+
 SCHEMA = 1
 RECORD_SUFFIX = ".job.json"
 REDACTED = "***"
-_CHUNK = 1 << 20
 
 # Secret-looking key names, matched on whole words of the key: a plain substring search for
 # "token" would also hide `tokenizer` and `max_tokens`, which are recipe settings, not secrets.
@@ -50,6 +52,7 @@ class JobRecorder:
 
     metrics: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     notes: dict[str, Any] = dataclasses.field(default_factory=dict)
+    inputs: dict[str, list[Any]] = dataclasses.field(default_factory=dict)
 
     def metric(
         self,
@@ -80,6 +83,11 @@ class JobRecorder:
         if not isinstance(key, str) or not key:
             raise ValueError(f"note key must be a non-empty string, got {key!r}")
         self.notes[key] = json_safe(value)
+
+    def read(self, paths: Iterable[str | Path] = (), stamps: Mapping[str, list] | None = None) -> None:
+        """Record files this job read (a folder: every file under it), or their ready-made
+        `stamps`: `ground status` reruns the job once one of them changes (`ground.common.stamps`)."""
+        self.inputs |= stamp(paths) | dict(stamps or {})
 
 
 @contextmanager
@@ -115,6 +123,7 @@ def tracked(job: Any) -> Iterator[JobRecorder]:
         artifacts=artifacts,
         metrics=recorder.metrics,
         notes=recorder.notes,
+        read=recorder.inputs,
     )
 
 
@@ -136,6 +145,14 @@ def write_job_record(path: Path, **fields: Any) -> Path:
         os.fsync(fh.fileno())
     os.replace(tmp, path)
     return path
+
+
+def find_records(root: Path) -> list[Path]:
+    """Every `*.job.json` under `root`, sorted; [] if `root` does not exist."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.rglob(f"*{RECORD_SUFFIX}") if p.is_file())
 
 
 def read_job_record(path: Path) -> tuple[str, dict[str, Any]]:
@@ -183,15 +200,6 @@ def artifact_entries(path: Path) -> list[dict[str, Any]]:
     else:
         raise FileNotFoundError(f"{path}: declared output missing when writing the job record")
     return [{"path": str(f), "size": f.stat().st_size, "sha256": sha256_file(f)} for f in files]
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, streamed so large checkpoints do not fill memory."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def json_safe(value: Any) -> Any:
