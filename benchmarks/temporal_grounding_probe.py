@@ -41,7 +41,8 @@ from ground.eval.scoring import flatten, score_answers
 from ground.features.video import sample_frames_decode_all, uniform_timestamps
 from ground.model.adapters import FeatureScaler, feature_statistics
 from ground.model.grounding import GroundingModel
-from ground.train.data import FeatureLookup, StageDataset, collate, load_records
+from ground.train.data import FeatureLookup, StageDataset, load_records
+from ground.train.packing import collate
 
 TASK = "temporal_grounding"
 EVENT_WORDS = {"appear": " is visible", "move": " moves ", "change": " turns "}  # in the query

@@ -259,9 +259,14 @@ def bench_train(
     batch: Annotated[int, typer.Option(help="Samples per step (cycling image REC, video, sound+image, text+image).")] = 4,
     stage: Annotated[int, typer.Option(help="Trainable set: 1 (adapters) or 2/3 (LLM + adapters).")] = 2,
     llm_layers: Annotated[int | None, typer.Option(help="LLM decoder layers (default: the size's; fewer fit a stage-2 7B step on one GPU).")] = None,
+    mixture: Annotated[bool, typer.Option("--mixture", help="Instead: this finished project's real stage mixture, padded vs packed rows (--stage, --steps, --warmup; the recipe from --config/--set).")] = False,
+    config: ConfigOpt = None,
+    set_: SetOpt = [],
     json_: JsonOpt = False,
 ) -> None:
     """Training step on cached features vs frozen encoders on the fly, same batch and engine, one run."""
+    if mixture:
+        return _bench_mixture(recipe(config, set_), stage, steps, warmup, json_)
     from ground.train.bench import SIZES, bench_training
 
     if size not in SIZES:
@@ -281,6 +286,24 @@ def bench_train(
                       str(row["encoder_calls"]))  # fmt: skip
     Console().print(table)
     Console().print(f"on the fly / cached step time: [bold]{result['ratio']:.2f}x[/]")
+
+
+def _bench_mixture(cfg: dict[str, Any], stage: int, steps: int, warmup: int, json_: bool) -> None:
+    from ground.train.throughput import bench_mixture
+
+    with json_only(json_):
+        result = bench_mixture(project_root(), cfg, stage=stage, steps=steps, warmup=warmup)
+    if json_:
+        print_json(result)
+        return
+    title = (f"stage {stage} mixture ({result['samples']} samples), batch {result['batch_size']} x accumulation "
+             f"{result['grad_accum']}, max_length {result['max_length']}, {result['device']}, {steps} steps after {warmup}")  # fmt: skip
+    table = Table("rows", "s/step", "tokens/s", "padding", "rows per micro batch", "data wait s/step", title=title)
+    for name, row in result["modes"].items():
+        table.add_row(name, f"{row['seconds_per_step']:.3f}", f"{row['tokens_per_s']:.0f}", f"{row['padding_share']:.1%}",
+                      f"{row['rows_per_micro_batch']:.1f}", f"{row['data_wait_per_step_s']:.4f}")  # fmt: skip
+    Console().print(table)
+    Console().print(f"packed / padded tokens/s: [bold]{result['speedup']:.2f}x[/]")
 
 
 @bench_app.command("cli")

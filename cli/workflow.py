@@ -8,20 +8,48 @@ so `ground run` draws its progress and `ground status` its plan from them.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import logging
 import os
 import sys
+import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
-from ground_cli.profile import Profile, ProfileError, load_profile
-from snakemake.api import SnakemakeApi
-from snakemake.settings.enums import Quietness, RerunTrigger
-from snakemake.settings.types import ConfigSettings, DAGSettings
-from snakemake_interface_logger_plugins.common import LogEvent
+
+
+class _Deferred(types.ModuleType):
+    """Stands in `sys.modules` for a module until one of its attributes is first used, then
+    imports it for real and hands that attribute over (and every later one)."""
+
+    def __getattr__(self, attr: str) -> Any:
+        name = self.__name__
+        if sys.modules.get(name) is self:
+            del sys.modules[name]
+        return getattr(importlib.import_module(name), attr)
+
+
+def _defer(name: str) -> None:
+    if name not in sys.modules and (spec := importlib.util.find_spec(name)) is not None:
+        module = _Deferred(name)
+        module.__spec__ = spec
+        sys.modules[name] = module
+
+
+# Snakemake imports nbformat for every `script:` rule it plans (to tell notebooks from scripts
+# by their file names): a tenth to a quarter of a second of each `ground status`. It is used
+# inside a function only, when a rule runs a notebook. (pandas, which Snakemake also imports,
+# it uses to compare every job's params, so deferring it would gain nothing.)
+_defer("nbformat")
+
+from ground_cli.profile import Profile, ProfileError, load_profile  # noqa: E402
+from snakemake.api import SnakemakeApi  # noqa: E402
+from snakemake.settings.enums import Quietness, RerunTrigger  # noqa: E402
+from snakemake.settings.types import ConfigSettings, DAGSettings  # noqa: E402
+from snakemake_interface_logger_plugins.common import LogEvent  # noqa: E402
 
 __all__ = ["Events", "Job", "Profile", "ProfileError", "Request", "execute", "load_profile"]
 

@@ -32,10 +32,10 @@ from ground.train.data import (
     FeatureLookup,
     SampleTooLong,
     StageDataset,
-    collate,
     encode_sample,
     load_records,
 )
+from ground.train.packing import collate
 from ground.train.sampler import ResumableSampler, chunk_seed, epoch_order
 from ground.train.setup import stage_statistics
 

@@ -188,16 +188,13 @@ class Stage:
     save_every: int = 50  # optimizer steps between resumable checkpoints
     gradient_checkpointing: bool = False
     resources: Resources = field(default_factory=Resources)
-    # Processes when resources.gpus is 0 (torchrun/deepspeed on CPU, gloo): with GPUs there is
-    # one per GPU. It is part of the global batch, batch_size x grad_accum x (gpus x nodes, or
-    # this), which an allocation of another size keeps by changing the accumulation.
+    # Processes when resources.gpus is 0 (torchrun/deepspeed on CPU, gloo; else one per GPU): part of
+    # the global batch, batch_size x grad_accum x (gpus x nodes, or this), which allocations keep.
     processes: int = 1
 
     def __post_init__(self) -> None:
-        if self.processes < 1:
-            raise ConfigError(f"train stage: processes must be >= 1 ({self})")
-        if self.lr <= 0 or self.batch_size < 1 or self.grad_accum < 1 or self.epochs <= 0:
-            raise ConfigError(f"train stage: lr, batch_size, grad_accum and epochs must be positive ({self})")
+        if self.processes < 1 or self.lr <= 0 or self.batch_size < 1 or self.grad_accum < 1 or self.epochs <= 0:
+            raise ConfigError(f"train stage: processes, lr, batch_size, grad_accum and epochs must be positive ({self})")
         if not 0 <= self.warmup_ratio < 1 or self.alpha < 0:
             raise ConfigError(f"train stage: warmup_ratio must be in [0, 1) and alpha >= 0 ({self})")
 
@@ -213,6 +210,9 @@ class Train:
     attn_implementation: str = "sdpa"
     # adapters standardise their input features with stage-1 statistics (random frozen encoders)
     standardize_features: bool = False
+    packing: bool = False  # several samples per row of at most max_length (ground.train.packing)
+    group_by_length: bool = False  # batches of similar lengths (ground.train.sampler)
+    workers: int = 0  # data-loader processes reading the next batches while the model computes
     stage1: Stage = field(default_factory=Stage)
     stage2: Stage = field(default_factory=lambda: Stage(lr=2e-5, alpha=0.1))
     stage3: Stage = field(default_factory=lambda: Stage(lr=2e-5, alpha=0.1))
@@ -220,7 +220,7 @@ class Train:
 
 # train.* keys every stage depends on (besides its own train.stageN section).
 TRAIN_SHARED = ("llm", "launcher", "precision", "zero_stage", "max_length", "seed",
-                "attn_implementation", "standardize_features")
+                "attn_implementation", "standardize_features", "packing", "group_by_length", "workers")
 
 
 @dataclass
@@ -331,6 +331,8 @@ def apply_override(raw: dict, item: str) -> None:
 def validate(raw: dict[str, Any]) -> dict[str, Any]:
     """Check `raw` against the schema; returns it with defaults filled in."""
     recipe = _build(Recipe, raw, "")
+    if recipe.train.workers < 0:
+        raise ConfigError(f"train.workers must be >= 0, got {recipe.train.workers}")
     converted = set(recipe.convert.datasets) | {"generated"}
     for stage in ("stage1", "stage2", "stage3"):
         unknown = sorted({k.split("/")[0] for k in getattr(recipe.mixture, stage)} - converted)

@@ -9,11 +9,12 @@
     >>> model = GroundingModel.from_pretrained(out_dir)                                 # stage 2, 3
     >>> new_ids = model.generate(input_ids, attention_mask, media, max_new_tokens=64)
 
-`media[modality] = (features, owners)`: the stacked cached features of the batch rows that have
-that modality (at most one item per row and modality) and `owners[i]`, the batch row of item i.
-Modalities: "image" [N, P, Di], "video" [N, F, Q, Dv], "audio" [N, C, Da]. Only the adapters of
-the modalities present run. Each row must hold exactly as many PATCH tokens of a modality as the
-adapter makes (`tokens_per_media()`), and none for a modality it has no item of.
+`media[modality] = (features, owners)`: the stacked cached features of that modality's items and
+`owners[i]`, the batch row of item i; a row that holds several items of a modality (packed rows,
+`ground.train.packing`) lists them in the order of their PATCH spans in it. Modalities: "image"
+[N, P, Di], "video" [N, F, Q, Dv], "audio" [N, C, Da]. Only the adapters of the modalities present
+run. Each row must hold exactly as many PATCH tokens of a modality as the adapter makes
+(`tokens_per_media()`) for each item it owns, and none for a modality it has no item of.
 
 Checkpoint layout (`save_pretrained(dir)`):
 
@@ -82,20 +83,22 @@ class GroundingModel(nn.Module):
         embeds = self.llm.get_input_embeddings()(input_ids)
         for modality, (features, rows) in media.items():
             values = self.adapters[modality](features)
-            # masked_scatter fills the masked positions in row-major order: sort items by row.
-            ordered = values[rows.argsort()].to(embeds.dtype)
+            # masked_scatter fills the masked positions in row-major order: sort items by row,
+            # keeping a row's items in their order.
+            ordered = values[rows.argsort(stable=True)].to(embeds.dtype)
             embeds = embeds.masked_scatter(masks[modality].unsqueeze(-1), ordered)
         return embeds
 
     def forward(
         self,
         input_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         media: Media | None = None,
         **llm_kwargs: Any,
     ) -> Any:
-        """The LLM's output (loss where labels != -100, logits) on the spliced embeddings."""
+        """The LLM's output (loss where labels != -100, logits) on the spliced embeddings; packed
+        rows pass `position_ids` and no attention mask (`ground.train.packing`)."""
         if labels is not None:
             # Scoring or training never reuses a KV cache; keeping one would hold every layer's
             # keys and values alive and undo activation checkpointing's savings.
@@ -210,29 +213,30 @@ def _load_llm(path: Path, dtype: torch.dtype | None, attn_implementation: str | 
 def _owner_rows(
     modality: str, features: torch.Tensor, owners: torch.Tensor, batch: int
 ) -> list[int]:
-    """owners as a list; ValueError unless one distinct batch row per feature item."""
+    """owners as a list; ValueError unless one batch row per feature item."""
     rows = owners.tolist()
     if owners.dim() != 1 or len(rows) != features.shape[0]:
         raise ValueError(
             f"{modality}: owners {list(owners.shape)} do not match {features.shape[0]} items"
         )
-    if len(set(rows)) != len(rows) or not all(0 <= r < batch for r in rows):
-        raise ValueError(f"{modality}: owners {rows} must be distinct rows of a batch of {batch}")
+    if not all(0 <= r < batch for r in rows):
+        raise ValueError(f"{modality}: owners {rows} must be rows of a batch of {batch}")
     return rows
 
 
 def _check_patch_counts(
     masks: Mapping[str, torch.Tensor], owners: Mapping[str, list[int]], per_item: Mapping[str, int]
 ) -> None:
-    """Every row holds per_item[m] PATCH tokens of each modality m it owns an item of, else none."""
+    """Every row holds per_item[m] PATCH tokens per item of modality m it owns (none without)."""
     modalities = list(masks)
     counts = torch.stack([masks[m].sum(dim=1) for m in modalities], dim=1).tolist()  # one sync
     for row, row_counts in enumerate(counts):
         for modality, have in zip(modalities, row_counts):
-            owned = row in owners.get(modality, ())
-            want = per_item[modality] if owned else 0
+            items = owners.get(modality, []).count(row)
+            want = per_item[modality] * items
             if have != want:
-                why = f"its {modality} item makes {want}" if owned else f"it has no {modality} item"
+                owned = f"its {modality} item makes" if items == 1 else f"its {items} {modality} items make"
+                why = f"{owned} {want}" if items else f"it has no {modality} item"
                 raise ValueError(f"row {row}: {have} {modality} PATCH tokens, but {why}")
 
 

@@ -6,8 +6,8 @@
     >>> dataset = StageDataset(records, tokenizer, {"image": 576, "video": 64, "audio": 8},
     ...                        2048, features)
     >>> dataset.rejected                  # [{"id", "reason"}]: too long or malformed, reported
-    >>> loader = DataLoader(dataset, batch_size=16,
-    ...                     collate_fn=lambda b: collate(b, tokenizer.pad_token_id))
+    >>> loader = DataLoader(dataset, batch_size=16, collate_fn=Collate(tokenizer.pad_token_id))
+    ...                     # ground.train.packing: padded or packed rows
 
 Every sample is tokenized once, at construction, piece by piece (see `ground.model.template`):
 tokens never straddle a trained/untrained boundary, so labels line up exactly, and the first
@@ -176,35 +176,6 @@ class StageDataset(Dataset):
         input_ids, labels = _expand(sample, self._vocab.patch, self.n_tokens)
         media = {m: self.features.load(m, path) for m, path in sample.media.items()}
         return {"id": sample.id, "input_ids": input_ids, "labels": labels, "media": media}
-
-
-def collate(batch: list[dict[str, Any]], pad_id: int) -> dict[str, Any]:
-    """Right-padded batch; media[m] = (features of the rows that have m, stacked; their rows)."""
-    if pad_id is None:
-        raise ValueError("the tokenizer has no pad token id")
-    longest = max(len(item["input_ids"]) for item in batch)
-    input_ids = torch.full((len(batch), longest), pad_id, dtype=torch.long)
-    labels = torch.full((len(batch), longest), IGNORE, dtype=torch.long)
-    attention_mask = torch.zeros((len(batch), longest), dtype=torch.long)
-    for row, item in enumerate(batch):
-        n = len(item["input_ids"])
-        input_ids[row, :n] = item["input_ids"]
-        labels[row, :n] = item["labels"]
-        attention_mask[row, :n] = 1
-    media = {}
-    for modality in MEDIA_TAGS:
-        rows = [row for row, item in enumerate(batch) if modality in item["media"]]
-        if not rows:
-            continue
-        shapes = {tuple(batch[row]["media"][modality].shape) for row in rows}
-        if len(shapes) > 1:
-            ids = [batch[row]["id"] for row in rows]
-            raise ValueError(f"{modality} features of {ids} differ in shape: {sorted(shapes)}")
-        features = torch.stack([batch[row]["media"][modality] for row in rows])
-        media[modality] = (features, torch.tensor(rows, dtype=torch.long))
-    ids = [item["id"] for item in batch]
-    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels,
-            "media": media, "ids": ids}  # fmt: skip
 
 
 def record_media(record: dict[str, Any]) -> dict[str, str]:

@@ -143,17 +143,21 @@ class _Loop:
         """Steps from `step` to the end; returns (step, loss, lr) of the steps run here."""
         from torch.utils.data import DataLoader
 
-        from ground.train.data import collate
+        from ground.train.packing import Collate
         from ground.train.sampler import ResumableSampler, chunk_seed
 
-        hp, seed = self.spec.hp, self.spec.common["seed"]
+        hp, common = self.spec.hp, self.spec.common
+        seed = common["seed"]
+        collate = Collate(tokenizer.pad_token_id, packing=common["packing"], max_length=common["max_length"])
+        lengths = dataset.lengths if common["group_by_length"] else None
         logged: list[tuple] = []
         while step < self.total:
             epoch, in_epoch = divmod(step, self.steps_per_epoch)
             sampler = ResumableSampler(len(dataset), hp["batch_size"], seed + epoch, world_size=self.world,
-                                       rank=self.rank, start_batch=in_epoch * self.accum, accum=self.accum)  # fmt: skip
-            loader = DataLoader(dataset, batch_size=hp["batch_size"], sampler=sampler,
-                                collate_fn=lambda b: collate(b, tokenizer.pad_token_id))  # fmt: skip
+                                       rank=self.rank, start_batch=in_epoch * self.accum, accum=self.accum,
+                                       lengths=lengths)  # fmt: skip
+            loader = DataLoader(dataset, batch_size=hp["batch_size"], sampler=sampler, collate_fn=collate,
+                                **loader_options(common["workers"], self.device))  # fmt: skip
             window: list[float] = []
             for batch_index, batch in enumerate(loader, start=sampler.start_batch):
                 # Dropout masks follow the micro batch, not the process: a micro batch gets the
@@ -218,10 +222,20 @@ def _every_adapter(model, shapes: dict[str, tuple[int, ...]]) -> torch.Tensor | 
     return 0.0 * total
 
 
+def loader_options(workers: int, device: torch.device) -> dict[str, Any]:
+    """`train.workers` processes read and collate the next batches while the model computes
+    (the sampler's order is the same with any number); pinned memory for copies to a GPU."""
+    if workers == 0:
+        return {}
+    return {"num_workers": workers, "prefetch_factor": 4, "persistent_workers": False,
+            "pin_memory": device.type == "cuda"}  # fmt: skip
+
+
 def _to_device(batch: dict, device: torch.device) -> dict:
-    media = {m: (f.to(device), o.to(device)) for m, (f, o) in batch["media"].items()}
-    keep = ("input_ids", "attention_mask", "labels")
-    return {k: batch[k].to(device) for k in keep} | {"media": media}
+    media = {m: (f.to(device, non_blocking=True), o.to(device, non_blocking=True))
+             for m, (f, o) in batch["media"].items()}  # fmt: skip
+    keep = [k for k in ("input_ids", "attention_mask", "labels", "position_ids") if batch.get(k) is not None]
+    return {k: batch[k].to(device, non_blocking=True) for k in keep} | {"media": media}
 
 
 def _log_loss(spec: TrainSpec, entry: tuple, total: int) -> None:

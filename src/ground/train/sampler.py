@@ -15,12 +15,31 @@ from collections.abc import Iterator
 import numpy as np
 from torch.utils.data import Sampler
 
+# Length grouping sorts windows of this many global batches of the shuffled order.
+GROUP_WINDOW = 50
+
 
 def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
     """A permutation of range(n), the same for the same (seed, epoch) on every machine."""
     if n < 0 or seed < 0 or epoch < 0:
         raise ValueError(f"n, seed and epoch must be >= 0, got {n}, {seed}, {epoch}")
     return np.random.default_rng([seed, epoch]).permutation(n).tolist()
+
+
+def grouped_order(order: list[int], lengths: list[int], window: int, seed: int, epoch: int) -> list[int]:
+    """`order` with samples of similar length side by side: each window of `window` positions
+    sorted by length (longest first, ties by position), then the window's whole batches of
+    `window // GROUP_WINDOW` shuffled, so that a window does not always start long. The same
+    for the same inputs on every machine."""
+    batch = max(1, window // GROUP_WINDOW)
+    rng = np.random.default_rng([seed, epoch, 1])
+    grouped: list[int] = []
+    for start in range(0, len(order), window):
+        part = sorted(order[start : start + window], key=lambda i: -lengths[i])
+        whole = len(part) // batch * batch  # a last, partial batch stays last (batches stay aligned)
+        chunks = [part[k : k + batch] for k in range(0, whole, batch)]
+        grouped += [i for c in rng.permutation(len(chunks)).tolist() for i in chunks[c]] + part[whole:]
+    return grouped
 
 
 class ResumableSampler(Sampler[int]):
@@ -34,6 +53,8 @@ class ResumableSampler(Sampler[int]):
     Optimizer step s therefore sees positions [s * B * W * A, (s + 1) * B * W * A) in chunks of
     B, whatever W and A are, as long as their product (the global batch) is the same.
     A run killed after k batches and started again with start_batch=k continues where it was.
+    With `lengths` (of every sample), the epoch's order is `grouped_order`'s, in windows of
+    GROUP_WINDOW global batches.
     """
 
     def __init__(
@@ -46,6 +67,7 @@ class ResumableSampler(Sampler[int]):
         start_batch: int = 0,
         epoch: int = 0,
         accum: int = 1,
+        lengths: list[int] | None = None,
     ) -> None:
         if n < 1 or batch_size < 1 or world_size < 1 or accum < 1:
             raise ValueError(
@@ -59,12 +81,18 @@ class ResumableSampler(Sampler[int]):
             raise ValueError(f"start_batch {start_batch} is not in 0..{self.batches}")
         self.n, self.batch_size, self.seed, self.epoch = n, batch_size, seed, epoch
         self.world_size, self.rank, self.start_batch = world_size, rank, start_batch
+        if lengths is not None and len(lengths) != n:
+            raise ValueError(f"{len(lengths)} lengths for {n} samples")
+        self.lengths, self.accum = lengths, accum
 
     def __len__(self) -> int:
         return (self.batches - self.start_batch) * self.batch_size
 
     def __iter__(self) -> Iterator[int]:
         order = epoch_order(self.n, self.seed, self.epoch)
+        if self.lengths is not None:
+            window = GROUP_WINDOW * self.batch_size * self.world_size * self.accum
+            order = grouped_order(order, self.lengths, window, self.seed, self.epoch)
         step = self.batch_size * self.world_size
         for batch in range(self.start_batch, self.batches):
             first = batch * step + self.rank * self.batch_size
