@@ -8,7 +8,7 @@ import json
 import os
 import shutil
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -148,7 +148,7 @@ def _with_changed_inputs(request: Request, console: Console) -> Request:
     return dataclasses.replace(request, forcerun=[*request.forcerun, *changed])
 
 
-def _plan(request: Request, forceall: bool = False, forcerun: list[str] = ()) -> Events:
+def _plan(request: Request, forceall: bool = False, forcerun: Sequence[str] = ()) -> Events:
     events = Events()
     plan = dataclasses.replace(request, dryrun=True, forceall=forceall, forcerun=[*request.forcerun, *forcerun])
     if not execute(plan, events):

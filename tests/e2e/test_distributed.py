@@ -84,7 +84,7 @@ def params(inputs: dict, launcher: str, processes: int, accum: int) -> dict:
              "processes": processes, "resources": {"gpus": 0, "nodes": 1}}  # fmt: skip
     return {"stage1": stage, "llm": str(inputs["init"]), "launcher": launcher, "precision": "fp32",
             "zero_stage": 2, "max_length": 256, "seed": 0, "attn_implementation": "sdpa",
-            "standardize_features": True}  # fmt: skip
+            "standardize_features": True, "packing": False, "group_by_length": False, "workers": 0}  # fmt: skip
 
 
 def train(inputs: dict, out: Path, launcher: str, processes: int, accum: int) -> dict:

@@ -43,6 +43,7 @@ def bench_mixture(root: Path, config: dict[str, Any], stage: int = 2, steps: int
         deepspeed_config,
         distributed,
         feature_lookup,
+        feature_shapes,
     )
 
     root = Path(root)
@@ -63,7 +64,7 @@ def bench_mixture(root: Path, config: dict[str, Any], stage: int = 2, steps: int
     hp, accum = spec.hp, spec.hp["grad_accum"]
     engine, *_ = deepspeed.initialize(model=model, config=deepspeed_config(spec, device, accum),
                                       model_parameters=[p for p in model.parameters() if p.requires_grad])  # fmt: skip
-    shapes = {m: tuple(lookup.load(m, next(iter(keys))).shape) for m, keys in lookup.keys.items() if keys}
+    shapes = feature_shapes(lookup)
     modes = {}
     for mode in MODES:
         collate = Collate(tokenizer.pad_token_id, packing=mode == "packed", max_length=spec.common["max_length"])
@@ -110,5 +111,4 @@ def _time_steps(engine: Any, batches: Any, accum: int, steps: int, warmup: int,
         "padding_share": 1 - tokens / rows_tokens,
         "rows_per_micro_batch": rows / (steps * accum),
         "data_wait_per_step_s": statistics.median(waits),
-        "final_loss": loss.item(),
     }
