@@ -243,12 +243,10 @@ def bench_features(
         print_json(result)
         return
     base = result["methods"]["decode_all"]["seconds"]
-    table = Table("method", "frames", "seconds", "frames/s", "speed vs decode_all", "max pixel diff",
-                  title=f"{videos} videos x {seconds:g} s, GOP {gop}, {frames} frames each")  # fmt: skip
-    for name, row in result["methods"].items():
-        table.add_row(name, str(row["frames"]), f"{row['seconds']:.2f}", f"{row['frames_per_s']:.1f}",
-                      f"{base / row['seconds']:.2f}x", str(row["max_abs_diff"]))  # fmt: skip
-    Console().print(table)
+    bench_table(f"{videos} videos x {seconds:g} s, GOP {gop}, {frames} frames each", result["methods"], {
+        "method": None, "frames": "{frames}", "seconds": "{seconds:.2f}", "frames/s": "{frames_per_s:.1f}",
+        "speed vs decode_all": lambda row: f"{base / row['seconds']:.2f}x", "max pixel diff": "{max_abs_diff}",
+    })  # fmt: skip
 
 
 @bench_app.command("train")
@@ -278,13 +276,11 @@ def bench_train(
         return
     title = (f"{size} ({result['llm_layers']} LLM layers), stage {stage}, {result['device']}, batch {batch} "
              f"({result['tokens_per_step']} tokens), median of {steps} steps after {warmup}")  # fmt: skip
-    table = Table("mode", "s/step", "tokens/s", "peak memory GiB", "MFU", "encoder calls", title=title)
-    for name, row in result["modes"].items():
-        memory, mfu = row["peak_memory_gib"], row["mfu"]
-        table.add_row(name, f"{row['seconds_per_step']:.3f}", f"{row['tokens_per_s']:.0f}",
-                      "-" if memory is None else f"{memory:.1f}", "-" if mfu is None else f"{mfu:.1%}",
-                      str(row["encoder_calls"]))  # fmt: skip
-    Console().print(table)
+    bench_table(title, result["modes"], {
+        "mode": None, "s/step": "{seconds_per_step:.3f}", "tokens/s": "{tokens_per_s:.0f}",
+        "peak memory GiB": lambda row: "-" if row["peak_memory_gib"] is None else f"{row['peak_memory_gib']:.1f}",
+        "MFU": lambda row: "-" if row["mfu"] is None else f"{row['mfu']:.1%}", "encoder calls": "{encoder_calls}",
+    })  # fmt: skip
     Console().print(f"on the fly / cached step time: [bold]{result['ratio']:.2f}x[/]")
 
 
@@ -298,11 +294,11 @@ def _bench_mixture(cfg: dict[str, Any], stage: int, steps: int, warmup: int, jso
         return
     title = (f"stage {stage} mixture ({result['samples']} samples), batch {result['batch_size']} x accumulation "
              f"{result['grad_accum']}, max_length {result['max_length']}, {result['device']}, {steps} steps after {warmup}")  # fmt: skip
-    table = Table("rows", "s/step", "tokens/s", "padding", "rows per micro batch", "data wait s/step", title=title)
-    for name, row in result["modes"].items():
-        table.add_row(name, f"{row['seconds_per_step']:.3f}", f"{row['tokens_per_s']:.0f}", f"{row['padding_share']:.1%}",
-                      f"{row['rows_per_micro_batch']:.1f}", f"{row['data_wait_per_step_s']:.4f}")  # fmt: skip
-    Console().print(table)
+    bench_table(title, result["modes"], {
+        "rows": None, "s/step": "{seconds_per_step:.3f}", "tokens/s": "{tokens_per_s:.0f}",
+        "padding": "{padding_share:.1%}", "rows per micro batch": "{rows_per_micro_batch:.1f}",
+        "data wait s/step": "{data_wait_per_step_s:.4f}",
+    })  # fmt: skip
     Console().print(f"packed / padded tokens/s: [bold]{result['speedup']:.2f}x[/]")
 
 
@@ -330,9 +326,18 @@ def bench_cli(
         print_json(result)
         return
     load = ", ".join(f"{x:.2f}" for x in result["load_average"])
-    table = Table("command", "min s", "median s", "runs", title=f"{root}: {result['cpus']} CPUs, load {load}")
-    for name, row in result["commands"].items():
-        table.add_row(name, f"{row['min_s']:.2f}", f"{row['median_s']:.2f}", " ".join(f"{t:.2f}" for t in row["seconds"]))
+    bench_table(f"{root}: {result['cpus']} CPUs, load {load}", result["commands"], {
+        "command": None, "min s": "{min_s:.2f}", "median s": "{median_s:.2f}",
+        "runs": lambda row: " ".join(f"{t:.2f}" for t in row["seconds"]),
+    })  # fmt: skip
+
+
+def bench_table(title: str, rows: dict[str, dict], columns: dict[str, Any]) -> None:
+    """One row per named result; a column is the name (None), a format of the row's keys, or a
+    function of the row."""
+    table = Table(*columns, title=title)
+    for name, row in rows.items():
+        table.add_row(*(name if c is None else c(row) if callable(c) else c.format(**row) for c in columns.values()))
     Console().print(table)
 
 

@@ -286,7 +286,7 @@ def _time(
     device: torch.device,
 ) -> tuple[list[float], int | None, float]:  # fmt: skip
     """(seconds of each timed optimizer step, peak device bytes or None on CPU, last loss)."""
-    from ground.train.loop import _to_device  # the copy the training loop makes
+    from ground.train.loop import to_device  # the copy the training loop makes
 
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -295,7 +295,7 @@ def _time(
     for step in range(warmup + steps):
         _sync(device)
         started = time.perf_counter()
-        batch = _to_device(text | {"media": {}}, device) | {"media": media()}
+        batch = to_device(text | {"media": {}}, device) | {"media": media()}
         loss = engine(**batch).loss
         engine.backward(loss)
         engine.step()

@@ -163,7 +163,7 @@ class _Loop:
                 # Dropout masks follow the micro batch, not the process: a micro batch gets the
                 # same ones whichever rank or accumulation slot runs it, and after a resume.
                 torch.manual_seed(chunk_seed(seed + epoch, sampler.chunk(batch_index)))
-                window.append(self._micro_step(batch))
+                window.append(micro_step(self.engine, batch, self.shapes, self.device).item())
                 if len(window) < self.accum:
                     continue
                 step += 1
@@ -172,13 +172,6 @@ class _Loop:
                 if step >= self.total or step % self.steps_per_epoch == 0:
                     break
         return logged
-
-    def _micro_step(self, batch: dict) -> float:
-        anchor = _every_adapter(self.engine.module, self.shapes)  # first: see its docstring
-        loss = self.engine(**_to_device(batch, self.device)).loss
-        self.engine.backward(loss + anchor)
-        self.engine.step()
-        return loss.item()
 
     def _end_step(self, step: int, window: list[float]) -> tuple:
         """Log the step's loss (the mean over all ranks' micro batches), checkpoint when due,
@@ -201,6 +194,16 @@ class _Loop:
                 write_marker(self.spec.resume_dir, error)
             raise error
         return entry
+
+
+def micro_step(engine: Any, batch: dict, shapes: dict[str, tuple[int, ...]], device: torch.device) -> torch.Tensor:
+    """Forward, backward and the engine's step (an optimizer step every `accum` calls) of one
+    micro batch; returns its loss. Training and `ground.train.throughput` both step with it."""
+    anchor = _every_adapter(engine.module, shapes)  # first: see its docstring
+    loss = engine(**to_device(batch, device)).loss
+    engine.backward(loss + anchor)
+    engine.step()
+    return loss
 
 
 def _every_adapter(model, shapes: dict[str, tuple[int, ...]]) -> torch.Tensor | float:
@@ -231,7 +234,7 @@ def loader_options(workers: int, device: torch.device) -> dict[str, Any]:
             "pin_memory": device.type == "cuda"}  # fmt: skip
 
 
-def _to_device(batch: dict, device: torch.device) -> dict:
+def to_device(batch: dict, device: torch.device) -> dict:
     media = {m: (f.to(device, non_blocking=True), o.to(device, non_blocking=True))
              for m, (f, o) in batch["media"].items()}  # fmt: skip
     keep = [k for k in ("input_ids", "attention_mask", "labels", "position_ids") if batch.get(k) is not None]

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from ground.common.config import TRAIN_SHARED
-from ground.train.loop import TrainSpec, _every_adapter, _to_device, loader_options
+from ground.train.loop import TrainSpec, loader_options, micro_step
 from ground.train.packing import Collate
 from ground.train.sampler import ResumableSampler
 
@@ -90,10 +90,7 @@ def _time_steps(engine: Any, batches: Any, accum: int, steps: int, warmup: int,
             asked = time.perf_counter()
             batch = next(batches)
             wait += time.perf_counter() - asked
-            anchor = _every_adapter(engine.module, shapes)
-            loss = engine(**_to_device(batch, device)).loss
-            engine.backward(loss + anchor)
-            engine.step()
+            micro_step(engine, batch, shapes, device)
             step_tokens += batch["tokens"]
             if step >= warmup:
                 rows_tokens += batch["input_ids"].numel()
