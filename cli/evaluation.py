@@ -84,6 +84,7 @@ def _direct(
     """Evaluate outside the pipeline; the scores are recorded as a run of their own."""
     from ground_cli.main import database, fail, project_root
 
+    from ground.common.formats import recipe_forms
     from ground.eval.run import evaluate, index_features, record_evaluation
     from ground.tracking import db as tracking
 
@@ -103,6 +104,7 @@ def _direct(
         summary = evaluate(
             spec, files, out, cfg=cfg["eval"], checkpoint=checkpoint, predictions=predictions,
             features=features, store=root / cfg["features"]["store"], cache=root / "cache" / "eval",
+            forms=recipe_forms(cfg["convert"]),
         )  # fmt: skip
     except (ValueError, KeyError, FileNotFoundError) as err:
         tracking.finish_run(db, run_id, "failed")

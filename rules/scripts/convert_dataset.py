@@ -19,6 +19,8 @@ with step_job(smk) as job:
         max_reject_fraction=smk.params.cfg["max_reject_fraction"],
         # the authors' JSON is training data: evaluation splits always come from the published files
         authors=dataset in smk.params.cfg["authors"] and split == "train",
+        coords=smk.params.cfg["coords"],
+        spans=smk.params.cfg["spans"],
     )
     job.read(raw_input(smk.params.root, dataset, split, smk.params.cfg["authors"]))
     job.note("summary", summary)

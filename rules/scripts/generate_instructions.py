@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from ground.common.formats import recipe_forms
 from ground.generate.run import generate_instructions
 from ground.tracking.adapter import step_job
 
@@ -12,6 +13,7 @@ with step_job(smk) as job:
         Path(smk.output.records),
         Path(smk.output.manifest),
         dict(smk.params.cfg),
+        recipe_forms(smk.params.forms),
     )
     job.note("summary", summary)
     for name in ("requests", "cache_hits", "tokens_in", "tokens_out"):

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from ground.common.formats import recipe_forms, save_forms
 from ground.tracking.adapter import step_job
 from ground.train.launch import run_stage
 
@@ -18,6 +19,7 @@ with step_job(smk) as job:
     }
     out = Path(smk.output.model).parent
     summary = run_stage(stage, smk.params.cfg, inputs, out, Path("cache/train"), Path(smk.log[0]))
+    save_forms(smk.output.model, *recipe_forms(smk.params.forms))  # what evaluation parses answers in
     for entry in summary.pop("losses"):
         job.metric("train_loss", entry["loss"], benchmark=f"stage{stage}", step=entry["step"])
     job.note("summary", summary)

@@ -312,3 +312,19 @@ def test_template_pools() -> None:
         render("rec", random.Random(0), region="[0.1, 0.2, 0.3, 0.4]")
     with pytest.raises(ValueError, match="no template pool"):
         render("nope", random.Random(0))
+
+
+def test_boxes_and_spans_in_the_recipes_form(tmp_path: Path) -> None:
+    """`convert.coords` / `convert.spans`: LocVLM's integer bins in answers and questions alike."""
+    write_raw(tmp_path, "demo_image", [image_raw("a")])
+    write_raw(tmp_path, "demo_video", [video_raw("v")])
+    images, _ = run(tmp_path, "demo_image", coords="bins:100")
+    rec, reg = images[1], images[2]
+    assert rec["conversations"][1]["value"] == "[10, 30, 30, 50]"  # 0.100, 0.300, 0.300, 0.500
+    assert question(reg) in from_pool("reg", region="[10, 30, 30, 50]")
+    videos, _ = run(tmp_path, "demo_video", spans="bins:100", coords="float4")
+    tg, dense = videos[1], videos[2]
+    assert tg["conversations"][1]["value"] == "{12, 50}"  # 1.0 and 4.0 s of 8
+    assert question(dense) in from_pool("dense_caption", time="{12, 50}")
+    with pytest.raises(ValueError, match="bins:N"):
+        run(tmp_path, "demo_video", spans="bins")

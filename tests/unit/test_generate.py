@@ -13,7 +13,16 @@ from typing import Any
 import pytest
 
 from ground.common.config import Generate
-from ground.common.formats import box_to_square, format_box, format_span, parse_boxes, parse_spans
+from ground.common.formats import (
+    FLOAT2,
+    FLOAT3,
+    Coords,
+    box_to_square,
+    format_box,
+    format_span,
+    parse_boxes,
+    parse_spans,
+)
 from ground.convert.run import convert_dataset
 from ground.generate.run import (
     BACKENDS,
@@ -224,3 +233,28 @@ def test_media_without_annotations_are_not_requested(tmp_path: Path) -> None:
     records, summary = generate(tmp_path, [source])
     assert records == [] and summary["requests"] == 0
     assert summary["rejected_by_reason"] == {"no annotations": 1}
+
+
+def test_dialogues_are_written_in_the_recipes_form(tmp_path: Path) -> None:
+    """Prompts and checks use GroundingGPT's decimals; the dialogues come out in `convert.coords`
+    / `convert.spans` (here bins), each box and span the annotation's within a bin (plus the
+    canonical text's rounding: 3 decimals for boxes, 2 for spans)."""
+    sources = write_sources(tmp_path)
+    bins = Coords.parse("bins:100")
+    out, manifest = tmp_path / "gen" / "dialogues.jsonl", tmp_path / "gen" / "manifest.json"
+    cfg = asdict(Generate()) | {"seed": 0, "cache_dir": str(tmp_path / "cache")}
+    generate_instructions(sources, out, manifest, cfg, (bins, bins))
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    known_boxes = [box_to_square(o["box"], 200, 100) for o in OBJECTS]
+    known_spans = [(e["start"] / 8.0, e["end"] / 8.0) for e in EVENTS]
+    found = 0
+    for record in records:
+        text = " ".join(t["value"] for t in record["conversations"])
+        # strict: a box or span left in decimals raises ("not a bin")
+        for value, known, rounding in [(b, known_boxes, FLOAT3) for b in parse_boxes(text, bins)] + [
+            (s, known_spans, FLOAT2) for s in parse_spans(text, bins)
+        ]:
+            tolerance = bins.tolerance + rounding.tolerance + 1e-9
+            assert any(value == pytest.approx(k, abs=tolerance) for k in known), value
+            found += 1
+    assert found >= len(records)

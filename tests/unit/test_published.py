@@ -9,6 +9,15 @@ from pathlib import Path
 import pytest
 
 from ground.common.catalog import DATASETS
+from ground.common.formats import (
+    FLOAT2,
+    FLOAT3,
+    Coords,
+    parse_boxes,
+    parse_spans,
+    recipe_forms,
+    writing,
+)
 from ground.convert.published import convert_published
 from ground.convert.run import convert_dataset
 
@@ -63,3 +72,44 @@ def test_wavcaps_needs_only_some_of_its_sources(tmp_path: Path) -> None:
     summary = convert_published("wavcaps", "train", tmp_path, tmp_path / "o", tmp_path / "m",
                                 seed=0, max_reject_fraction=1.0)  # fmt: skip
     assert summary["records_out"] > 0
+
+
+def grounding(text: str, boxes: Coords, spans: Coords) -> tuple[list, list] | None:
+    try:
+        return parse_boxes(text, boxes), parse_spans(text, spans)
+    except ValueError:  # text-only records keep bracketed code as it is
+        return None
+
+
+def test_every_converter_writes_the_recipes_coordinate_form(tmp_path: Path) -> None:
+    """`convert.coords=bins:100` / `convert.spans=bins:100` through every real converter and the
+    authors' JSON: the same records, every box and span in bins, within a bin of the default's."""
+    bins = Coords.parse("bins:100")
+    counted = {"boxes": 0, "spans": 0}
+    for name, authors in [(n, False) for n in RAW] + [("refcoco", True)]:
+        texts = {}
+        for form in ("float3", "bins:100"):
+            out = tmp_path / f"{name}-{authors}-{form.replace(':', '')}.jsonl"
+            if authors:
+                with writing(*recipe_forms({"coords": form, "spans": form.replace("3", "2")})):
+                    convert_published(name, "train", FIXTURES, out, tmp_path / "m.json", seed=0,
+                                      max_reject_fraction=1.0, authors=True)  # fmt: skip
+            else:
+                convert_dataset(name, "train", FIXTURES, out, tmp_path / "m.json", seed=0, max_reject_fraction=1.0,
+                                coords=form, spans=form.replace("3", "2"))  # fmt: skip
+            texts[form] = {r["id"]: [t["value"] for t in r["conversations"]]
+                           for r in map(json.loads, out.read_text().splitlines())}  # fmt: skip
+        assert texts["float3"].keys() == texts["bins:100"].keys(), name
+        for key, turns in texts["float3"].items():
+            for default, binned in zip(turns, texts["bins:100"][key], strict=True):
+                expected = grounding(default, FLOAT3, FLOAT2)
+                if expected is None or expected == ([], []):
+                    continue
+                got = grounding(binned, bins, bins)
+                assert got is not None, (name, binned)
+                for kind, want, have in zip(("boxes", "spans"), expected, got, strict=True):
+                    assert len(have) == len(want), (name, default, binned)
+                    for a, b in zip(want, have, strict=True):
+                        assert a == pytest.approx(b, abs=bins.tolerance + FLOAT2.tolerance), (name, default, binned)
+                    counted[kind] += len(want)
+    assert counted["boxes"] > 10 and counted["spans"] > 10, counted

@@ -5,9 +5,8 @@
     >>> cfg["convert"]["seed"]
     3
 
-`load_config` returns a plain dict (what Snakemake's `config` holds) that has been checked
-against the dataclasses below: unknown keys and values of the wrong type raise `ConfigError`
-with the dotted key, so a typo never silently falls back to a default.
+`load_config` returns a plain dict (what Snakemake's `config` holds) checked against the dataclasses
+below: unknown keys and wrong types raise `ConfigError` with the dotted key (no silent defaults).
 """
 
 from __future__ import annotations
@@ -21,6 +20,8 @@ from typing import Any, Literal
 
 import yaml
 
+from ground.common.formats import recipe_forms
+
 
 class ConfigError(ValueError):
     """A recipe that does not match the schema; the message names the dotted key."""
@@ -33,8 +34,7 @@ class DemoCorpus:
     splits: dict[str, int] = field(default_factory=lambda: {"train": 600, "val": 60, "test": 120})
     video_seconds: float = 8.0
     video_fps: int = 8
-    # kinds of video events (appear | move | change); appearances only by default: the tiny
-    # demo model learns to ground them in minutes, not yet motion or colour changes (BENCHMARKS.md)
+    # appear | move | change: appearances only by default, the tiny model learns them (BENCHMARKS.md)
     video_events: list[str] = field(default_factory=lambda: ["appear"])
     audio_seconds: float = 6.0
 
@@ -72,8 +72,7 @@ class Download:
             return
         from ground.common.catalog import DATASETS, MODELS, hub_repos
 
-        for where, names, known in (("datasets", self.datasets, DATASETS),
-                                    ("pretrained", self.pretrained, MODELS)):  # fmt: skip
+        for where, names, known in (("datasets", self.datasets, DATASETS), ("pretrained", self.pretrained, MODELS)):
             unknown = sorted(set(names) - set(known))
             if unknown:
                 raise ConfigError(f"download.{where}: unknown {unknown}; known: {sorted(known)}")
@@ -89,6 +88,8 @@ class Convert:
     splits: list[str] = field(default_factory=lambda: ["train", "val", "test"])
     max_reject_fraction: float = 0.05
     authors: list[str] = field(default_factory=list)  # datasets taken from zwli/GroundingGPT's JSON
+    coords: str = "float3"  # how boxes are written: float3 | float4 | bins:N (LocVLM's integer bins)
+    spans: str = "float2"  # how time spans are written: float2 | float3 | bins:N
 
 
 @dataclass
@@ -165,9 +166,7 @@ class Features:
     video: VideoFeatures = field(default_factory=VideoFeatures)
     audio: AudioFeatures = field(default_factory=AudioFeatures)
     resources: Resources = field(default_factory=Resources)  # per feature job
-    # Jobs per modality: media go to shard sha256(path) mod shards (ground.features.shards), so a
-    # new media file reruns its shard's job only; 1 = one job per modality.
-    shards: int = 1
+    shards: int = 1  # jobs per modality: media go to shard sha256(path) mod shards (features.shards)
 
     def __post_init__(self) -> None:
         if self.shards < 1 or self.shard_size < 1 or self.batch_size < 1:
@@ -208,8 +207,7 @@ class Train:
     max_length: int = 2048
     seed: int = 0
     attn_implementation: str = "sdpa"
-    # adapters standardise their input features with stage-1 statistics (random frozen encoders)
-    standardize_features: bool = False
+    standardize_features: bool = False  # adapters standardise features with stage-1 statistics
     packing: bool = False  # several samples per row of at most max_length (ground.train.packing)
     group_by_length: bool = False  # batches of similar lengths (ground.train.sampler)
     workers: int = 0  # data-loader processes reading the next batches while the model computes
@@ -257,8 +255,7 @@ class Eval:
     precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 on GPU, fp32 on CPU
     limit: int = 0  # score only the first N questions of each benchmark (0: all)
     checkpoint: Literal["stage3", "import"] = "stage3"  # stage 3's model, or the imported release
-    # training: the training text's prompt; release: the release's inference prompt (template.py)
-    prompt_format: Literal["training", "release"] = "training"
+    prompt_format: Literal["training", "release"] = "training"  # or the release's prompt (template.py)
     temperature: float = 0.0  # 0: greedy; the release's demo sampled at 0.2
     seed: int = 0  # sampling seed (each batch is seeded from it and its record ids)
     resources: Resources = field(default_factory=Resources)  # per benchmark job
@@ -333,6 +330,10 @@ def validate(raw: dict[str, Any]) -> dict[str, Any]:
     recipe = _build(Recipe, raw, "")
     if recipe.train.workers < 0:
         raise ConfigError(f"train.workers must be >= 0, got {recipe.train.workers}")
+    try:
+        recipe_forms(dataclasses.asdict(recipe.convert))  # its error names the key
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     converted = set(recipe.convert.datasets) | {"generated"}
     for stage in ("stage1", "stage2", "stage3"):
         unknown = sorted({k.split("/")[0] for k in getattr(recipe.mixture, stage)} - converted)
@@ -381,8 +382,7 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
 def _scalar(hint: type, value: Any, where: str) -> Any:
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
-    if hint is float and isinstance(value, str):
-        # PyYAML reads `1e-4` (no dot) as a string; people type learning rates that way.
+    if hint is float and isinstance(value, str):  # PyYAML reads `1e-4` (no dot) as a string
         try:
             return float(value)
         except ValueError:

@@ -19,6 +19,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from ground.common.formats import Coords, writing
 from ground.common.jsonl import brief_summary, write_outputs
 from ground.convert.context import Context, Converter, check_rejections, convert_lines
 from ground.convert.sources.demo import CONVERTERS
@@ -44,6 +45,8 @@ def convert_dataset(
     media_root_prefix: Path | None = None,
     max_reject_fraction: float = 0.05,
     authors: bool = False,
+    coords: str = "float3",
+    spans: str = "float2",
 ) -> dict[str, Any]:
     """Convert `root/raw/dataset/split.jsonl`; media paths are written as `prefix/relative`.
 
@@ -53,7 +56,15 @@ def convert_dataset(
 
     `media_root_prefix` defaults to `root` (the media must exist under `root` either way); give
     another prefix when the records will be read where the media live elsewhere.
+
+    Boxes are written in the form `coords`, spans in `spans` (`ground.common.formats.Coords`).
     """
+    with writing(Coords.parse(coords), Coords.parse(spans)):
+        return _convert(dataset, split, root, out, manifest, seed, media_root_prefix, max_reject_fraction, authors)
+
+
+def _convert(dataset: str, split: str, root: Path, out: Path, manifest: Path, seed: int,
+             media_root_prefix: Path | None, max_reject_fraction: float, authors: bool) -> dict[str, Any]:  # fmt: skip
     if dataset not in CONVERTERS:
         # Imported here: only real datasets need the catalog and the published-format converters.
         from ground.common.catalog import DATASETS
@@ -100,6 +111,8 @@ def main() -> None:
     parser.add_argument("--media-root-prefix", type=Path, default=None)
     parser.add_argument("--max-reject-fraction", type=float, default=0.05)
     parser.add_argument("--authors", action="store_true", help="read zwli/GroundingGPT's JSON")
+    parser.add_argument("--coords", default="float3", help="how boxes are written: float3 | float4 | bins:N")
+    parser.add_argument("--spans", default="float2", help="how time spans are written: float2 | float3 | bins:N")
     # Option names match convert_dataset's parameters, so the namespace passes straight through.
     summary = convert_dataset(**vars(parser.parse_args()))
     print(brief_summary(summary))

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ground.common.catalog import BENCHMARKS, PAPER
+from ground.common.formats import recipe_forms, writing
 from ground.eval.run import read_predictions
 from ground.eval.scoring import COUNTS, prediction, truth
 from ground.tracking import queries
@@ -141,7 +142,8 @@ def _examples(bench: Any, scores_file: Path, root: Path) -> str:
     cells = []
     for record in shown:
         answer = answers[str(record["id"])]
-        picture = _draw(bench, record, answer, root)
+        with writing(*recipe_forms(summary.get("forms", {}))):  # as the evaluation read the answers
+            picture = _draw(bench, record, answer, root)
         question = record["conversations"][0]["value"].split("\n")[-1]
         cells.append(
             f"<figure>{picture}<figcaption><b>Q:</b> {html.escape(question)}<br><b>A:</b> "

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ground.common.catalog import Benchmark, benchmark
+from ground.common.formats import FLOAT2, FLOAT3, Coords, checkpoint_forms, writing
 from ground.common.jsonl import read_jsonl, write_jsonl_atomic, write_text_atomic
 from ground.eval.infer import pick_device, predict
 from ground.eval.scoring import flatten, score_answers, select
@@ -101,8 +102,11 @@ def evaluate(
     store: Path | None = None,
     predictions: Path | None = None,
     cache: Path = Path("cache/eval"),
+    forms: tuple[Coords, Coords] = (FLOAT3, FLOAT2),
 ) -> dict[str, Any]:
-    """Score `bench` on `data` with answers from `predictions` or decoded by `checkpoint`."""
+    """Score `bench` on `data` with answers from `predictions` or decoded by `checkpoint`. Boxes
+    and spans are read in the forms the checkpoint trained on (`formats.checkpoint_forms`), else
+    `forms` (those the predictions were written in)."""
     records = select(bench, load_records([Path(p) for p in data]))
     if cfg.get("limit"):
         records = records[: int(cfg["limit"])]
@@ -115,6 +119,7 @@ def evaluate(
         if checkpoint is None or features is None or store is None:
             raise ValueError("give either predictions, or a checkpoint with features and a store")
         ckpt_hash = checkpoint_sha256(checkpoint, cache / "checkpoints")
+        forms = checkpoint_forms(checkpoint)
         settings = json.dumps([ckpt_hash, data_hash, {k: cfg.get(k) for k in DECODING}])
         partial = cache / f"{bench.name}-{hashlib.sha256(settings.encode()).hexdigest()[:12]}.partial.jsonl"
         lookup = FeatureLookup(features, store)
@@ -126,7 +131,8 @@ def evaluate(
         )  # fmt: skip
         source = {"checkpoint": str(checkpoint), "checkpoint_sha256": ckpt_hash,
                   "decoding": {k: cfg.get(k, v) for k, v in SAMPLING.items()}}  # fmt: skip
-    scores = score_answers(bench, records, answers)
+    with writing(*forms):
+        scores = score_answers(bench, records, answers)
     out.mkdir(parents=True, exist_ok=True)
     write_jsonl_atomic(
         out / "predictions.jsonl",
@@ -138,6 +144,7 @@ def evaluate(
         "data": [str(p) for p in data],
         "data_sha256": data_hash,
         **source,
+        "forms": {"coords": forms[0].name, "spans": forms[1].name},
         "scores": scores,
     }
     write_text_atomic(out / "scores.json", json.dumps(summary, indent=2) + "\n")

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from ground.common.formats import FLOAT2, FLOAT3, Coords, rewrite
 from ground.common.jsonl import brief_summary, write_outputs
 from ground.generate.cache import ResponseCache, cache_key
 from ground.generate.groups import MediaGroup, load_groups
@@ -192,12 +193,16 @@ def select_misses(jobs: list[Job], budget: int) -> tuple[list[Job], list[Job]]:
 
 
 def generate_instructions(
-    sources: list[Path], out: Path, manifest: Path, cfg: dict[str, Any]
-) -> dict[str, Any]:
+    sources: list[Path], out: Path, manifest: Path, cfg: dict[str, Any],
+    forms: tuple[Coords, Coords] = (FLOAT3, FLOAT2),
+) -> dict[str, Any]:  # fmt: skip
     """Write one validated grounded dialogue per media file of `sources`; returns the manifest.
 
     `cfg` is the recipe's `generate` section (`ground.common.config.Generate`). `turns` counts
-    question/answer pairs per dialogue, the first being the grounded overview.
+    question/answer pairs per dialogue, the first being the grounded overview. Prompts, answers and
+    their checks use GroundingGPT's decimals; the dialogues written re-write their boxes and spans
+    in `forms` (`convert.coords`, `convert.spans`: those of the converted data), from that text:
+    a generated span is as precise as its 2 decimals, a box as its 3.
     """
     if cfg["turns"] < 1:
         raise ValueError(f"turns must be at least 1, got {cfg['turns']}")
@@ -237,6 +242,7 @@ def generate_instructions(
         except InvalidDialogue as err:
             rejected.append({"media": job.group.media, "reason": err.reason, "detail": err.detail})
             continue
+        dialogue = [{**turn, "value": rewrite(turn["value"], *forms)} for turn in dialogue]
         records.append(dialogue_record(job.group, dialogue, engine, job.key))
     return finish(out, manifest, summary, records, rejected)
 

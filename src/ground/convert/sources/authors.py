@@ -18,7 +18,15 @@ from typing import Any
 
 from ground.common.catalog import Dataset
 from ground.common.catalog import dataset as catalog_entry
-from ground.common.formats import format_box, parse_boxes, parse_spans
+from ground.common.formats import (
+    FLOAT2,
+    FLOAT3,
+    format_box,
+    forms,
+    parse_boxes,
+    parse_spans,
+    rewrite,
+)
 from ground.convert.context import MEDIA_ORDER, Context
 from ground.convert.fields import RejectRecord, at
 from ground.convert.sources.conversations import (
@@ -38,9 +46,9 @@ def check_grounding(turns: Turns) -> None:
     """Every bracketed box and braced span parses, lies in 0..1 and is ordered (strictly)."""
     for number, turn in enumerate(turns):
         with at(f"conversations[{number}]"):
-            for box in parse_boxes(turn["value"]):
-                check_box(box, format_box(box))
-            for t1, t2 in parse_spans(turn["value"]):
+            for box in parse_boxes(turn["value"], FLOAT3):
+                check_box(box, format_box(box, FLOAT3))
+            for t1, t2 in parse_spans(turn["value"], FLOAT2):
                 if not t1 < t2:
                     raise RejectRecord(f"span {{{t1}, {t2}}} needs t1 < t2")
 
@@ -98,7 +106,8 @@ def convert_authors(
     """The authors' conversion of `dataset` (`raw_dir/<catalog authors file>`), accepted as
     published once it passes our checks: conversations, media tokens against media fields,
     relative media paths (existing under `media_dir` when given), every box and span in 0..1
-    and ordered. The task is inferred (`authors_task`); the authors' id is `meta.raw_id`."""
+    and ordered. The task is inferred (`authors_task`); the authors' id is `meta.raw_id`. Boxes
+    and spans are re-written only in a form other than the authors' (`convert.coords`, `spans`)."""
     entry = catalog_entry(dataset)
     if not entry.authors:
         raise ValueError(f"{dataset}: the authors published no converted file for it")
@@ -115,6 +124,7 @@ def convert_authors(
             check_media_files(media, Path(media_dir))
         check_grounding(turns)
         task = authors_task(entry.stage, media, turns)
+        turns = [{**turn, "value": rewrite(turn["value"], *forms())} for turn in turns]  # convert.coords
         return ctx.conversation(raw_id, task, k, media, turns, {"authors_file": entry.authors})
 
     return convert_file(Path(raw_dir) / entry.authors, one, label=entry.authors)

@@ -201,7 +201,8 @@ def check_box(box: tuple[float, ...], written: str) -> None:
 
 
 def reformat_boxes(turns: Turns) -> Turns:
-    """Every `[x1, y1, x2, y2]` checked (0..1, ordered) and re-written with 3 decimals."""
+    """Every `[x1, y1, x2, y2]` checked (0..1, ordered) and re-written in the form in effect
+    (`convert.coords`: 3 decimals by default)."""
 
     def one(match: re.Match[str]) -> str:
         box = tuple(float(v) for v in match.groups())
@@ -287,7 +288,7 @@ def convert_valley_pretrain(dataset: str, raw_dir: Path, split: str, seed: int) 
 def convert_llava_mix665k(dataset: str, raw_dir: Path, split: str, seed: int) -> Result:
     """LLaVA-v1.5-mix665k: conversations kept (multi-turn, possibly text-only); in records with
     an image every `[x1, y1, x2, y2]` (already relative to the padded square) is checked and
-    re-written with 3 decimals. Boxes of text-only records are left alone: code, not boxes."""
+    re-written (`convert.coords`). Boxes of text-only records are left alone: code, not boxes."""
     ctx = Context.annotations_only(dataset, split, seed)
 
     def one(item: dict[str, Any], raw_id: str, k: int) -> dict[str, Any]:
