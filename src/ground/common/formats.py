@@ -170,7 +170,8 @@ def square_to_box(box01: Sequence[float], width: float, height: float) -> Box:
 
 
 def format_box(box01: Sequence[float], form: Coords | None = None) -> str:
-    """'[0.123, 0.456, 0.789, 0.900]' (by default; `form`: the one in effect), as the model is trained to write."""
+    """'[0.123, 0.456, 0.789, 0.900]' in `form` (default: the one in effect, 3 decimals unless
+    a step chose another), as the model is trained to write."""
     if len(box01) != 4:
         raise ValueError(f"a box has 4 coordinates, got {len(box01)}: {box01!r}")
     form = form or forms()[0]
