@@ -15,6 +15,8 @@ MODALITIES = ["image", "video", "audio"]
 # Snakemake only sees the adapter's mtime, so an edit to src/ground would otherwise never rerun
 # anything (comments, docstrings and moves between modules don't count).
 CODE = {s.name: step_code(s, Path(workflow.basedir)) for s in STEPS}
+# How boxes and spans are written (convert.coords / convert.spans): generation and training need them too.
+FORMS = {k: config["convert"][k] for k in ("coords", "spans")}
 
 
 wildcard_constraints:

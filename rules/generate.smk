@@ -12,7 +12,7 @@ rule generate_instructions:
         "../envs/data.yaml"
     params:
         cfg=config["generate"],
-        forms={k: config["convert"][k] for k in ("coords", "spans")},
+        forms=FORMS,
         code=CODE["generate"],
     script:
         "scripts/generate_instructions.py"

@@ -30,6 +30,6 @@ rule train_stage:
         code=CODE["stage1"],
         init=get_stage_init,
         store=config["features"]["store"],
-        forms={k: config["convert"][k] for k in ("coords", "spans")},
+        forms=FORMS,
     script:
         "scripts/train_stage.py"
