@@ -27,6 +27,8 @@ def convert(
     seed: Annotated[int, typer.Option(help="Seed of the question-template draw.")] = 0,
     max_reject_fraction: Annotated[float, typer.Option(help="Fail when more of the raw records are malformed.")] = 0.05,
     authors: Annotated[bool, typer.Option("--authors", help="DIR holds zwli/GroundingGPT's converted JSON (Stage1/..., Stage2/...) to validate instead.")] = False,
+    coords: Annotated[str, typer.Option(help="How boxes are written (convert.coords): float1 .. float6, or bins:N.")] = "float3",
+    spans: Annotated[str, typer.Option(help="How time spans are written (convert.spans): float1 .. float6, or bins:N.")] = "float2",
 ) -> None:
     """Convert a dataset's published annotation files (no media needed) into conversation records.
 
@@ -38,14 +40,20 @@ def convert(
     from ground_cli.main import console, fail
 
     from ground.common.catalog import DATASETS
+    from ground.common.formats import Coords, writing
     from ground.convert.published import convert_published
 
     if dataset not in DATASETS:
         raise fail(f"unknown dataset {dataset!r}; known: {', '.join(DATASETS)}")
     manifest = out.with_name(out.name.removesuffix(".jsonl") + ".manifest.json")
     try:
-        summary = convert_published(dataset, split, None, out, manifest, seed=seed, raw_dir=raw,
-                                    max_reject_fraction=max_reject_fraction, authors=authors)  # fmt: skip
+        forms = Coords.parse(coords), Coords.parse(spans)
+    except ValueError as err:
+        raise fail(f"--coords/--spans: {err}") from None
+    try:
+        with writing(*forms):  # as the convert step writes them (ground.convert.run)
+            summary = convert_published(dataset, split, None, out, manifest, seed=seed, raw_dir=raw,
+                                        max_reject_fraction=max_reject_fraction, authors=authors)  # fmt: skip
     except (OSError, ValueError) as err:
         raise fail(str(err)) from None
     console.print(f"{summary['records_out']} records -> {out}; {len(summary['rejected'])} rejected, "

@@ -16,6 +16,7 @@ from ground_cli.workflow import Events, Request, execute
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
 from ground.tracking.record import find_records
 from ground.workflow import inputs
@@ -95,9 +96,48 @@ def _alive(pid: int) -> bool:
     return True
 
 
+class JobsProgress(Progress):
+    """The job counter and, under it, each running job's newest log line: a training stage's
+    step / total, loss, tokens/s and ETA, an evaluation's or a feature job's progress bar."""
+
+    def __init__(self, *columns: Any, root: Path, **options: Any) -> None:
+        self.root, self.events = root, Events()  # first: rich renders while it starts
+        super().__init__(*columns, **options)
+
+    def get_renderables(self) -> Iterator[Any]:
+        yield self.make_tasks_table(self.tasks)
+        lines = running_lines(self.events, self.root)
+        if lines:
+            yield Text("\n".join(lines), no_wrap=True, overflow="ellipsis")
+
+
+def running_lines(events: Events, root: Path) -> list[str]:
+    """`  rule[wildcards]: newest log line` for each running job that has written one."""
+    jobs = [events.jobs[j] for j in list(events.running) if j in events.jobs]
+    lines = []
+    for job in sorted(jobs, key=_label):
+        newest = last_line(root / job.log[0]) if job.log else ""
+        if newest:
+            lines.append(f"  {_label(job)}: {newest}")
+    return lines
+
+
+def last_line(path: Path, size: int = 4096) -> str:
+    """The newest non-blank line of a log; progress bars rewrite theirs after a carriage return."""
+    try:
+        with open(path, "rb") as log:
+            log.seek(max(0, log.seek(0, os.SEEK_END) - size))
+            tail = log.read().decode(errors="replace")
+    except OSError:
+        return ""
+    parts = [part.strip() for part in tail.replace("\r", "\n").splitlines()]
+    return next((part for part in reversed(parts) if part), "")
+
+
 def _execute_with_progress(request: Request, console: Console) -> tuple[Events, bool]:
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=False) as progress:
+    with JobsProgress(*columns, root=request.root, console=console, transient=False,
+                      refresh_per_second=4) as progress:  # fmt: skip
         task = progress.add_task("starting", total=None)
 
         def update(events: Events) -> None:
@@ -106,7 +146,7 @@ def _execute_with_progress(request: Request, console: Console) -> tuple[Events, 
             progress.update(task, total=events.total or None, completed=len(events.finished),
                             description=f"running: {text}" if running else text)  # fmt: skip
 
-        events = Events(on_change=update)
+        events = progress.events = Events(on_change=update)
         ok = execute(request, events)
         done = len(events.finished)
         if ok:  # `all` is counted in the total but never runs under --until

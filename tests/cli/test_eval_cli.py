@@ -4,6 +4,8 @@ computation of R@1 / mIoU written here from the raw lines."""
 
 import csv
 import json
+import math
+import re
 from pathlib import Path
 
 import duckdb
@@ -121,6 +123,26 @@ def test_charades_predictions_match_an_independent_computation(project):
     stored = {name: value for name, value, _, _ in rows}
     assert stored["mIoU"] == pytest.approx(scores["mIoU"])
     assert all(len(d) == 64 and len(c) == 64 for _, _, d, c in rows)
+
+
+def test_data_convert_writes_spans_in_the_form_asked(project):
+    """`--spans bins:100`: the same records, each span two bin indexes of the truth's; a bad
+    form is a one-line error."""
+    decimals = [json.loads(line) for line in convert(project).read_text().splitlines()]
+    binned = project / "bins.jsonl"
+    result = runner.invoke(app, ["data", "convert", "charades_sta", "--raw", str(project / "raw"), "--split", "test",
+                                 "--out", str(binned), "--max-reject-fraction", "0.5", "--spans", "bins:100"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in binned.read_text().splitlines()]
+    assert [r["id"] for r in records] == [r["id"] for r in decimals]
+    for record in records:
+        start, end = record["meta"]["segment_s"]
+        duration = record["meta"]["duration"]
+        bins = [min(99, math.floor(100 * t / duration + 1e-9)) for t in (start, end)]
+        assert re.findall(r"\{([^}]*)\}", record["conversations"][1]["value"]) == [f"{bins[0]}, {bins[1]}"]
+    result = runner.invoke(app, ["data", "convert", "charades_sta", "--raw", str(project / "raw"), "--split", "test",
+                                 "--out", str(binned), "--coords", "bins:1"])  # fmt: skip
+    assert result.exit_code == 2 and "--coords/--spans: coordinate form 'bins:1'" in result.output
 
 
 def test_compare_and_report_two_evaluations(project):

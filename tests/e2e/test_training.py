@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -85,6 +86,29 @@ def test_every_stage_leaves_a_loadable_checkpoint_a_plot_and_a_loss_curve(projec
         "select benchmark, count(*) from metrics where name = 'train_loss' group by benchmark"
     ).fetchall()
     assert {b for b, n in points if n > 0} == {"stage1", "stage2", "stage3"}
+
+
+def test_tensorboard_and_the_log_show_every_step_of_every_stage(project):
+    """`tensorboard --logdir results/` finds one run per stage, each step once with the loss of
+    losses.jsonl (stage 2 too, killed and resumed above); the log has the lines `ground run`
+    shows (cli/test_progress.py renders them)."""
+    from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
+
+    boards = EventMultiplexer()
+    boards.AddRunsFromDirectory(str(project / "results"))
+    boards.Reload()
+    assert {f"train/stage{n}/tensorboard" for n in (1, 2, 3)} <= set(boards.Runs())
+    for stage in (1, 2, 3):
+        out = project / f"results/train/stage{stage}"
+        losses = [json.loads(x) for x in (out / "losses.jsonl").read_text().splitlines()]
+        events = boards.Scalars(f"train/stage{stage}/tensorboard", "train/loss")
+        assert [e.step for e in events] == [e["step"] for e in losses]
+        assert all(abs(e.value - x["loss"]) <= 1e-5 * abs(x["loss"]) for e, x in zip(events, losses))
+        speeds = boards.Scalars(f"train/stage{stage}/tensorboard", "train/tokens_per_s")
+        assert len(speeds) == len(losses) and min(e.value for e in speeds) > 0
+        last = len(losses)
+        line = rf"stage {stage} step {last}/{last} loss \d+\.\d{{4}} lr \S+ \d+ tok/s eta 0:00:00"
+        assert re.search(line, (project / f"logs/train/stage{stage}.log").read_text())
 
 
 def test_stage2_lr_change_invalidates_stages_2_and_3_only(project):

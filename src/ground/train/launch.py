@@ -63,7 +63,7 @@ def write_spec(stage: int, params: dict, inputs: dict[str, Any], out: Path, cach
         hp=params[f"stage{stage}"],
         common={k: params[k] for k in TRAIN_SHARED},
         losses=str(out / "losses.jsonl"),
-        extra={"summary": str(out / "summary.json")},
+        extra={"summary": str(out / "summary.json"), "tensorboard": str(out / "tensorboard")},
     )
     spec.resume_dir = str(cache / f"stage{stage}-{_identity(spec)}")
     out.mkdir(parents=True, exist_ok=True)

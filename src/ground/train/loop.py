@@ -11,11 +11,14 @@ every rank finishes the optimizer step it is in, the state is saved and `Preempt
 The global batch is the recipe's whatever the world size (`ground.train.world`): optimizer step
 s sees the same records, micro batch by micro batch, on 1 process or many. The final model is
 written once, at the end, in the checkpoint format of `ground.model.grounding` (safetensors +
-config + tokenizer).
+config + tokenizer). Rank 0 prints each step (`stage 2 step 120/2382 loss 1.2345 lr 1.00e-04
+812 tok/s eta 0:14:02`: the line `ground run` shows under its job counter) and, when the spec
+names a `tensorboard` folder, writes loss, lr and tokens/s there as TensorBoard scalars.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import math
 import os
@@ -95,9 +98,14 @@ def train_stage(spec: TrainSpec) -> dict[str, Any]:
         lr_scheduler=lambda opt: cosine_with_warmup(opt, round(hp["warmup_ratio"] * total), total),
     )
     step = _resume(engine, spec, rank, world, total)
+    board = _board(spec, step) if rank == 0 else None
     loop = _Loop(engine, spec, rank, world, device, accum, steps_per_epoch, total, stop,
-                 feature_shapes(lookup))  # fmt: skip
-    losses = loop.run(dataset, tokenizer, step)
+                 feature_shapes(lookup), board, _Pace(step))  # fmt: skip
+    try:
+        losses = loop.run(dataset, tokenizer, step)
+    finally:
+        if board is not None:
+            board.close()
     if rank == 0:
         _export(engine.module, tokenizer, spec.out)
     return {
@@ -138,6 +146,8 @@ class _Loop:
     total: int
     stop: StopRequest
     shapes: dict[str, tuple[int, ...]]  # one cached item's shape per modality
+    board: Any  # rank 0's TensorBoard writer, or None
+    pace: _Pace
 
     def run(self, dataset, tokenizer, step: int) -> list[tuple]:
         """Steps from `step` to the end; returns (step, loss, lr) of the steps run here."""
@@ -159,32 +169,37 @@ class _Loop:
             loader = DataLoader(dataset, batch_size=hp["batch_size"], sampler=sampler, collate_fn=collate,
                                 **loader_options(common["workers"], self.device))  # fmt: skip
             window: list[float] = []
+            tokens = 0
             for batch_index, batch in enumerate(loader, start=sampler.start_batch):
                 # Dropout masks follow the micro batch, not the process: a micro batch gets the
                 # same ones whichever rank or accumulation slot runs it, and after a resume.
                 torch.manual_seed(chunk_seed(seed + epoch, sampler.chunk(batch_index)))
                 window.append(micro_step(self.engine, batch, self.shapes, self.device).item())
+                tokens += batch["tokens"]
                 if len(window) < self.accum:
                     continue
                 step += 1
-                logged.append(self._end_step(step, window))
-                window = []
+                logged.append(self._end_step(step, window, tokens))
+                window, tokens = [], 0
                 if step >= self.total or step % self.steps_per_epoch == 0:
                     break
         return logged
 
-    def _end_step(self, step: int, window: list[float]) -> tuple:
+    def _end_step(self, step: int, window: list[float], tokens: int) -> tuple:
         """Log the step's loss (the mean over all ranks' micro batches), checkpoint when due,
         and stop (checkpoint first) when any rank got a stop signal: ranks decide together in
         one all-reduce, so they all leave after the same step."""
-        shared = torch.tensor([sum(window) / len(window), float(self.stop.signal is not None)],
-                              dtype=torch.float64, device=self.device)  # fmt: skip
+        stop = float(self.stop.signal is not None)
+        shared = torch.tensor([sum(window) / len(window), stop, tokens], dtype=torch.float64, device=self.device)
         torch.distributed.all_reduce(shared)
         entry = (step, shared[0].item() / self.world, self.engine.get_lr()[0])
         if self.rank == 0:
-            _log_loss(self.spec, entry, self.total)
+            _log_loss(self.spec, entry)
+            self._show(entry, shared[2].item())
         saved = step % self.spec.hp["save_every"] == 0 or step == self.total
         if saved:
+            if self.board is not None:  # first: a stage resumed from here finds every step
+                self.board.flush()
             _save_resume(self.engine, self.spec, step, self.world)
         if shared[1].item() > 0 and step < self.total:
             if not saved:
@@ -194,6 +209,50 @@ class _Loop:
                 write_marker(self.spec.resume_dir, error)
             raise error
         return entry
+
+    def _show(self, entry: tuple, tokens: float) -> None:
+        step, loss, lr = entry
+        speed, eta = self.pace.tick(step, tokens, self.total)
+        print(step_line(self.spec.stage, entry, self.total, speed, eta), flush=True)
+        if self.board is not None:
+            for name, value in (("loss", loss), ("lr", lr), ("tokens_per_s", speed)):
+                self.board.add_scalar(f"train/{name}", value, step)
+
+
+def step_line(stage: int, entry: tuple, total: int, speed: float, eta: float) -> str:
+    """What rank 0 prints after an optimizer step (and `ground run` shows while it runs)."""
+    step, loss, lr = entry
+    left = datetime.timedelta(seconds=round(eta))
+    return f"stage {stage} step {step}/{total} loss {loss:.4f} lr {lr:.2e} {speed:.0f} tok/s eta {left}"
+
+
+@dataclass
+class _Pace:
+    """Tokens/s and the time left, over the optimizer steps this process has run."""
+
+    start_step: int
+    started: float = field(default_factory=time.perf_counter)
+    tokens: float = 0.0
+
+    def tick(self, step: int, tokens: float, total: int) -> tuple[float, float]:
+        self.tokens += tokens
+        elapsed = max(time.perf_counter() - self.started, 1e-9)
+        per_step = elapsed / max(step - self.start_step, 1)
+        return self.tokens / elapsed, per_step * (total - step)
+
+
+def _board(spec: TrainSpec, step: int) -> Any:
+    """A TensorBoard writer on the spec's folder (None without one). A stage started over
+    begins an empty folder; a resumed one hides the events logged after its checkpoint (they
+    are logged again)."""
+    folder = spec.extra.get("tensorboard")
+    if not folder:
+        return None
+    from torch.utils.tensorboard import SummaryWriter
+
+    if step == 0:
+        shutil.rmtree(folder, ignore_errors=True)
+    return SummaryWriter(folder, purge_step=step + 1 if step else None, flush_secs=10)
 
 
 def micro_step(engine: Any, batch: dict, shapes: dict[str, tuple[int, ...]], device: torch.device) -> torch.Tensor:
@@ -241,11 +300,10 @@ def to_device(batch: dict, device: torch.device) -> dict:
     return {k: batch[k].to(device, non_blocking=True) for k in keep} | {"media": media}
 
 
-def _log_loss(spec: TrainSpec, entry: tuple, total: int) -> None:
+def _log_loss(spec: TrainSpec, entry: tuple) -> None:
     step, loss, lr = entry
     with open(spec.losses, "a") as out:
         out.write(json.dumps({"step": step, "loss": loss, "lr": lr}) + "\n")
-    print(f"stage {spec.stage} step {step}/{total} loss {loss:.4f} lr {lr:.2e}", flush=True)
 
 
 def _save_resume(engine, spec: TrainSpec, step: int, world: int) -> None:
