@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from ground_cli.workflow import Events, Request, execute
+from ground_cli.workflow import Events, Job, Request, execute
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -162,17 +162,17 @@ def _record_roots(request: Request) -> list[Path]:
     return [request.root / "results", request.root / request.config["download"]["root"]]
 
 
-def changed_inputs(request: Request, every: Events | None = None) -> dict[str, list[dict[str, Any]]]:
+def changed_inputs(request: Request, every: list[Job] | None = None) -> dict[str, list[dict[str, Any]]]:
     """Output (a job record) -> changed input files, of the planned jobs whose inputs changed
-    since they ran (`ground.workflow.inputs`); `every` is the plan with every job, if known."""
+    since they ran (`ground.workflow.inputs`); `every` is every job of the plan, if known."""
     moved = inputs.changed_jobs(_record_roots(request))
     if not moved:  # the usual case: no second DAG build
         return {}
     if every is None:
-        every = _plan(request, forceall=True)
+        every = _plan(request).every
     # a record of a job outside this plan (beyond --until, or of a dataset no longer in the
     # recipe) is not forced: Snakemake would make it a target
-    planned = {str(request.root / out): out for job in every.jobs.values() for out in job.output}
+    planned = {str(request.root / out): out for job in every for out in job.output}
     return {planned[record]: moved[record] for record in moved if record in planned}
 
 
@@ -188,9 +188,10 @@ def _with_changed_inputs(request: Request, console: Console) -> Request:
     return dataclasses.replace(request, forcerun=[*request.forcerun, *changed])
 
 
-def _plan(request: Request, forceall: bool = False, forcerun: Sequence[str] = ()) -> Events:
+def _plan(request: Request, forcerun: Sequence[str] = ()) -> Events:
+    """A dry run: `jobs` are those that would run, `every` every job of the DAG."""
     events = Events()
-    plan = dataclasses.replace(request, dryrun=True, forceall=forceall, forcerun=[*request.forcerun, *forcerun])
+    plan = dataclasses.replace(request, dryrun=True, forcerun=[*request.forcerun, *forcerun])
     if not execute(plan, events):
         raise RuntimeError("; ".join(events.errors) or "snakemake could not plan the DAG")
     return events
@@ -247,14 +248,15 @@ def dry_run(request: Request, console: Console) -> bool:
 def plan_status(root: Path, config: dict[str, Any], until: list[str] = ()) -> list[dict[str, Any]]:
     """One entry per job of the DAG (up to `until`): up to date, or will run with the reasons."""
     request = Request(root=root, config=config, until=list(until))
-    every = _plan(request, forceall=True)
-    changed = changed_inputs(request, every)
-    pending = _plan(request, forcerun=list(changed))
+    pending = _plan(request)  # one DAG build, unless files changed in place
+    changed = changed_inputs(request, pending.every)
+    if changed:
+        pending = _plan(request, forcerun=list(changed))
     will_run = {_label(j): j for j in pending.jobs.values()}
     order = {s.name: i for i, s in enumerate(STEPS)}
     params: dict[str, dict[str, Any]] = {}  # per step, not per job: a step's jobs share them
     entries = []
-    for job in every.jobs.values():
+    for job in pending.every:
         name = step_of_rule(job.rule, job.wildcards)
         if name is None:  # the `all` target
             continue

@@ -79,6 +79,7 @@ class Events:
     running: set[int] = field(default_factory=set)
     total: int = 0
     errors: list[str] = field(default_factory=list)
+    every: list[Job] = field(default_factory=list)  # a dry run's every job, up to date ones too
 
     def handle(self, event: LogEvent, data: dict[str, Any]) -> None:
         if event == LogEvent.JOB_INFO:
@@ -171,12 +172,25 @@ def execute(request: Request, events: Events) -> bool:
                 )
             )
             dag.execute_workflow(**_execution(request, profile))
+            if request.dryrun:
+                events.every = _every_job(workflow)
         except Exception as err:  # Snakemake raises many types; report them all as a failed run
             events.errors.append(f"{type(err).__name__}: {err}")
             return False
         finally:
             logging.getLogger("snakemake.logging").removeHandler(collector)
     return not events.failed and not events.errors
+
+
+def _every_job(workflow: Any) -> list[Job]:
+    """Every job of the DAG the dry run built, those up to date included (Snakemake reports only
+    the ones that would run; no public call lists the others, hence the API's workflow)."""
+    dag = workflow._workflow.dag
+    return [
+        Job(job.jobid, job.rule.name, dict(job.wildcards_dict), "", [str(f) for f in job.output],
+            [str(f) for f in job.log])  # fmt: skip
+        for job in dag.jobs
+    ]
 
 
 def _cores(request: Request, profile: Profile) -> int | None:

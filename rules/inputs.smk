@@ -1,5 +1,5 @@
 # Input functions of the feature, import, training and evaluation rules (no rules here).
-from ground.features.shards import planned_digests
+from ground.workflow.codecache import cached_digests
 from ground.mixture.run import stage_sources
 from ground.train.world import rule_resource  # a stage's SLURM resources (train.smk)
 
@@ -35,11 +35,14 @@ def get_shard_inputs(wildcards):
     return {"records": records, "listing": ancient(split.output.listing)}
 
 
+DIGESTS = Path(workflow.basedir) / ".snakemake" / "ground" / "digests.json"
+
+
 def get_shard_digest(wildcards):
     """sha256 of the shard's media paths in the conversation data as it is now; "pending"
     until converted (the job is planned again after the checkpoint)."""
     shards, sources = config["features"]["shards"], get_feature_sources()
-    digests = planned_digests(sources, wildcards.modality, shards)
+    digests = cached_digests(sources, wildcards.modality, shards, DIGESTS)
     return digests[int(wildcards.shard)] if digests else "pending"
 
 

@@ -128,3 +128,27 @@ def test_a_corrupt_cache_file_is_recomputed(pkg, tmp_path):
     cache.write_text("{not json")
     assert fingerprint(name, cache)() == code_fingerprint(f"{name}.a", package=name)
     assert len(calls) == 1
+
+
+def test_shard_digests_are_reused_until_a_record_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The DAG's shard digests: the first call computes and stores them, later processes read
+    them back (a cache that kept answering would fail the edit below), an edit recomputes."""
+    from ground.features import shards
+
+    monkeypatch.setattr(codecache, "RACY_S", RACY_S)
+    data, cache = tmp_path / "a.jsonl", tmp_path / "digests.json"
+    assert codecache.cached_digests([str(data)], "image", 4, cache) is None  # not converted yet
+    data.write_text("".join(f'{{"id": {i}, "image": "img/{i}.png"}}\n' for i in range(20)))
+    time.sleep(2 * RACY_S)
+    expected = shards.shard_digests([data], "image", 4)
+    assert codecache.cached_digests([str(data)], "image", 4, cache) == expected
+    calls: list[int] = []
+    real = shards.planned_digests
+    monkeypatch.setattr(shards, "planned_digests", lambda *a: calls.append(1) or real(*a))
+    assert codecache.cached_digests([str(data)], "image", 4, cache) == expected
+    assert codecache.cached_digests([str(data)], "video", 4, cache) == [shards.digest([])] * 4
+    assert calls == [1]  # the image digests came from the file, the video ones were computed
+    data.write_text(data.read_text() + '{"id": 99, "image": "img/new.png"}\n')
+    time.sleep(2 * RACY_S)
+    edited = codecache.cached_digests([str(data)], "image", 4, cache)
+    assert edited == shards.shard_digests([data], "image", 4) != expected and calls == [1, 1]

@@ -1,8 +1,11 @@
-"""Code fingerprints remembered across processes, keyed by the state of every file they may read.
+"""Code fingerprints and shard digests remembered across processes, keyed by the state of every
+file they may read.
 
-    >>> from ground.workflow.codecache import cached_fingerprint
+    >>> from ground.workflow.codecache import cached_digests, cached_fingerprint
     >>> cached_fingerprint("ground.convert.run", files=["rules/scripts/convert_dataset.py"],
     ...                    cache=Path(".snakemake/ground/fingerprints.json"))
+    >>> cached_digests(["results/convert/demo_video/train.jsonl"], "video", 4,
+    ...                cache=Path(".snakemake/ground/digests.json"))
 
 Fingerprinting parses every module a step reaches; the Snakefile asks for all steps' on every
 DAG build (`ground status` builds two, each job one more), which was most of their start-up.
@@ -12,7 +15,9 @@ layout). The cache key is the path, size, mtime, ctime and inode of each of thos
 edit, `touch`, checkout, added or removed module changes it (the ctime even when a tool puts
 the mtime back). A file whose ctime is under `RACY_S` seconds old might change again within the
 clock's granularity without changing its stat, so while one is that fresh nothing is stored
-(git's "racily clean" rule).
+(git's "racily clean" rule). The shard digests (`ground.features.shards.planned_digests`, each
+shard job's `params.media`) read every conversation record of the recipe, on every DAG build too:
+they are keyed the same way by the records' stat and the bytes of the module that computes them.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from ground.workflow import fingerprint
 from ground.workflow.fingerprint import code_fingerprint
@@ -54,6 +60,31 @@ def cached_fingerprint(
         if cache is not None:
             _store(cache, state, request, value)
     return value
+
+
+def cached_digests(records: Sequence[str], modality: str, shards: int, cache: Path) -> list[str] | None:
+    """`planned_digests(records, modality, shards)`, read from `cache` while the records and the
+    shards module are as they were when it was stored there (None while a record is missing)."""
+    from ground.features import shards as module
+
+    paths = [module.__file__, *map(str, records)]
+    h = hashlib.sha256(json.dumps([modality, shards, Path(module.__file__).read_text()]).encode())
+    newest = 0
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            return None  # not converted yet: the job is planned again after the checkpoint
+        h.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{st.st_ino}\n".encode())
+        newest = max(newest, st.st_ctime_ns)
+    state = h.hexdigest()
+    known = _load(cache).get(state, {})
+    if "digests" in known:
+        return list(known["digests"])
+    digests = module.planned_digests(list(records), modality, shards)
+    if digests is not None and newest <= time.time_ns() - RACY_S * 1e9:
+        _store(cache, state, "digests", digests)
+    return digests
 
 
 def _state(package: str, files: list[Path]) -> tuple[str, bool]:
@@ -86,7 +117,7 @@ def _load(cache: Path) -> dict[str, dict[str, str]]:
     return data if isinstance(data, dict) else {}
 
 
-def _store(cache: Path, state: str, request: str, value: str) -> None:
+def _store(cache: Path, state: str, request: str, value: Any) -> None:
     """Add one entry; concurrent writers (a head, its jobs) each replace the file atomically, so a
     lost entry is recomputed later, never read half-written."""
     data = _load(cache)
