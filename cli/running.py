@@ -248,15 +248,15 @@ def dry_run(request: Request, console: Console) -> bool:
 def plan_status(root: Path, config: dict[str, Any], until: list[str] = ()) -> list[dict[str, Any]]:
     """One entry per job of the DAG (up to `until`): up to date, or will run with the reasons."""
     request = Request(root=root, config=config, until=list(until))
-    pending = _plan(request)  # one DAG build, unless files changed in place
-    changed = changed_inputs(request, pending.every)
+    plan = _plan(request)  # one DAG build, unless files changed in place
+    changed = changed_inputs(request, plan.every)
     if changed:
-        pending = _plan(request, forcerun=list(changed))
-    will_run = {_label(j): j for j in pending.jobs.values()}
+        plan = _plan(request, forcerun=list(changed))
+    will_run = {_label(j): j for j in plan.jobs.values()}
     order = {s.name: i for i, s in enumerate(STEPS)}
     params: dict[str, dict[str, Any]] = {}  # per step, not per job: a step's jobs share them
     entries = []
-    for job in pending.every:
+    for job in plan.every:
         name = step_of_rule(job.rule, job.wildcards)
         if name is None:  # the `all` target
             continue

@@ -129,7 +129,6 @@ class Request:
     targets: list[str] = field(default_factory=list)
     until: list[str] = field(default_factory=list)
     forcerun: list[str] = field(default_factory=list)
-    forceall: bool = False
     cores: int = 2
     dryrun: bool = False
     profile: Path | None = None
@@ -165,7 +164,6 @@ def execute(request: Request, events: Events) -> bool:
                     targets=set(request.targets),
                     until=set(request.until),
                     forcerun=set(request.forcerun),
-                    forceall=request.forceall,
                     # Code changes reach every rule through params.code (ground.workflow.steps.
                     # step_code), by content; Snakemake's own trigger is an adapter's mtime.
                     rerun_triggers=set(RerunTrigger.all()) - {RerunTrigger.CODE},

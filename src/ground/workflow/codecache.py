@@ -8,7 +8,7 @@ file they may read.
     ...                cache=Path(".snakemake/ground/digests.json"))
 
 Fingerprinting parses every module a step reaches; the Snakefile asks for all steps' on every
-DAG build (`ground status` builds two, each job one more), which was most of their start-up.
+DAG build (`ground status` builds one, each job one more), which was most of their start-up.
 A fingerprint depends only on the files under the package's folders (what exists there, and
 their bytes), the script `files`, the fingerprint code itself and the Python version (its AST
 layout). The cache key is the path, size, mtime, ctime and inode of each of those files: any
@@ -67,22 +67,16 @@ def cached_digests(records: Sequence[str], modality: str, shards: int, cache: Pa
     shards module are as they were when it was stored there (None while a record is missing)."""
     from ground.features import shards as module
 
-    paths = [module.__file__, *map(str, records)]
     h = hashlib.sha256(json.dumps([modality, shards, Path(module.__file__).read_text()]).encode())
-    newest = 0
-    for path in paths:
-        try:
-            st = os.stat(path)
-        except FileNotFoundError:
-            return None  # not converted yet: the job is planned again after the checkpoint
-        h.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{st.st_ino}\n".encode())
-        newest = max(newest, st.st_ctime_ns)
+    newest = _stat_into(h, [module.__file__, *map(str, records)])
+    if newest is None:
+        return None  # not converted yet: the job is planned again after the checkpoint
     state = h.hexdigest()
     known = _load(cache).get(state, {})
     if "digests" in known:
         return list(known["digests"])
     digests = module.planned_digests(list(records), modality, shards)
-    if digests is not None and newest <= time.time_ns() - RACY_S * 1e9:
+    if digests is not None and not _racy(newest):
         _store(cache, state, "digests", digests)
     return digests
 
@@ -98,15 +92,27 @@ def _state(package: str, files: list[Path]) -> tuple[str, bool]:
             paths.append(folder)  # a folder's entries: modules added or removed
             paths.extend(os.path.join(folder, n) for n in sorted(names))
     h = hashlib.sha256(f"{sys.version}\n{package}\n{roots}\n".encode())
+    newest = _stat_into(h, paths)
+    # a file removed while we looked (an editor's temporary file): unsettled
+    return h.hexdigest(), newest is None or _racy(newest)
+
+
+def _stat_into(h: Any, paths: Sequence[str]) -> int | None:
+    """Hash each file's path, size, mtime, ctime and inode into `h`; the newest ctime (any write
+    sets the ctime to now), or None when a file is missing."""
     newest = 0
     for path in paths:
         try:
             st = os.stat(path)
-        except FileNotFoundError:  # removed while we looked (an editor's temporary file): unsettled
-            return h.hexdigest(), True
+        except FileNotFoundError:
+            return None
         h.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{st.st_ino}\n".encode())
-        newest = max(newest, st.st_ctime_ns)  # any write sets the ctime to now
-    return h.hexdigest(), newest > time.time_ns() - RACY_S * 1e9
+        newest = max(newest, st.st_ctime_ns)
+    return newest
+
+
+def _racy(ctime_ns: int) -> bool:
+    return ctime_ns > time.time_ns() - RACY_S * 1e9
 
 
 def _load(cache: Path) -> dict[str, dict[str, str]]:
