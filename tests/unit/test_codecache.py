@@ -136,6 +136,7 @@ def test_shard_digests_are_reused_until_a_record_changes(tmp_path: Path, monkeyp
     from ground.features import shards
 
     monkeypatch.setattr(codecache, "RACY_S", RACY_S)
+    monkeypatch.setattr(codecache, "_memory", {})
     data, cache = tmp_path / "a.jsonl", tmp_path / "digests.json"
     assert codecache.cached_digests([str(data)], "image", 4, cache) is None  # not converted yet
     data.write_text("".join(f'{{"id": {i}, "image": "img/{i}.png"}}\n' for i in range(20)))
@@ -145,6 +146,7 @@ def test_shard_digests_are_reused_until_a_record_changes(tmp_path: Path, monkeyp
     calls: list[int] = []
     real = shards.planned_digests
     monkeypatch.setattr(shards, "planned_digests", lambda *a: calls.append(1) or real(*a))
+    codecache._memory.clear()  # what a new process starts with
     assert codecache.cached_digests([str(data)], "image", 4, cache) == expected
     assert codecache.cached_digests([str(data)], "video", 4, cache) == [shards.digest([])] * 4
     assert calls == [1]  # the image digests came from the file, the video ones were computed

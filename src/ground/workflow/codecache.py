@@ -17,7 +17,7 @@ the mtime back). A file whose ctime is under `RACY_S` seconds old might change a
 clock's granularity without changing its stat, so while one is that fresh nothing is stored
 (git's "racily clean" rule). The shard digests (`ground.features.shards.planned_digests`, each
 shard job's `params.media`) read every conversation record of the recipe, on every DAG build too:
-they are keyed the same way by the records' stat and the bytes of the module that computes them.
+they are keyed the same way, by the stat of the records and of the module that computes them.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from ground.workflow.fingerprint import code_fingerprint
 
 RACY_S = 2.0
 KEEP = 8  # states remembered: checkouts whose trees differ (a head and its jobs' PYTHONPATH)
-_memory: dict[str, dict[str, str]] = {}  # state -> {request: fingerprint}, within one process
+_memory: dict[str, dict[str, Any]] = {}  # state -> {request: fingerprint or digests}, in one process
 
 
 def cached_fingerprint(
@@ -63,20 +63,24 @@ def cached_fingerprint(
 
 
 def cached_digests(records: Sequence[str], modality: str, shards: int, cache: Path) -> list[str] | None:
-    """`planned_digests(records, modality, shards)`, read from `cache` while the records and the
-    shards module are as they were when it was stored there (None while a record is missing)."""
+    """`planned_digests(records, modality, shards)`, read from this process's memory or `cache`
+    while the records and the shards module are as they were when it was stored (None while a
+    record is missing)."""
     from ground.features import shards as module
 
-    h = hashlib.sha256(json.dumps([modality, shards, Path(module.__file__).read_text()]).encode())
+    h = hashlib.sha256(json.dumps(["digests", modality, shards]).encode())
     newest = _stat_into(h, [module.__file__, *map(str, records)])
     if newest is None:
         return None  # not converted yet: the job is planned again after the checkpoint
     state = h.hexdigest()
-    known = _load(cache).get(state, {})
+    known = _memory.setdefault(state, {})  # a DAG build asks once per shard job
+    if "digests" not in known:
+        known.update(_load(cache).get(state, {}))
     if "digests" in known:
         return list(known["digests"])
     digests = module.planned_digests(list(records), modality, shards)
     if digests is not None and not _racy(newest):
+        known["digests"] = digests
         _store(cache, state, "digests", digests)
     return digests
 
