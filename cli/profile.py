@@ -33,6 +33,30 @@ from snakemake_interface_executor_plugins.registry import ExecutorPluginRegistry
 from snakemake_interface_executor_plugins.settings import DeploymentMethod, ExecutorSettingsBase
 
 PROFILE_FILES = ("config.v8+.yaml", "config.yaml")
+_collected = False  # whether the executor registry holds every installed plugin
+
+
+def executors(*, every: bool) -> ExecutorPluginRegistry:
+    """Snakemake's executor registry: its built-in executors (local, dryrun, touch), and with
+    `every` each installed executor plugin too (a profile may name any of them and set their keys).
+
+    Snakemake fills the registry with every installed plugin when it is first imported. The SLURM
+    plugin then asks `scontrol show config` for its help text (and loads pandas): 9 s, its
+    timeout, on a machine with SLURM's client but no controller answering (a laptop, a CI machine
+    after the cluster tests). A run without a profile executes locally and needs none of them.
+    """
+    global _collected
+    registry = ExecutorPluginRegistry.__new__(ExecutorPluginRegistry)  # the one instance
+    if not hasattr(registry, "plugins"):  # then `ExecutorPluginRegistry()` collects nothing
+        registry.plugins = {}
+        from snakemake.executors import dryrun, local, touch
+
+        for name, module in (("local", local), ("dryrun", dryrun), ("touch", touch)):
+            registry.register_plugin(name, module)
+    if every and not _collected:
+        registry.collect_plugins()
+        _collected = True
+    return registry
 
 
 def _methods(*flag: DeploymentMethod):
@@ -158,7 +182,7 @@ class Profile:
     @property
     def local(self) -> bool:
         """Whether the executor runs jobs on this machine (local), not submits them (slurm)."""
-        return ExecutorPluginRegistry().get_plugin(self.executor).common_settings.local_exec
+        return executors(every=False).get_plugin(self.executor).common_settings.local_exec
 
     def kwargs(self, group: str, **defaults: Any) -> dict[str, Any]:
         """`defaults` (ground's own choices), overridden by what the profile sets."""
@@ -172,7 +196,9 @@ class Profile:
 def load_profile(directory: Path | None) -> Profile:
     """Read a Snakemake profile folder; ProfileError (one line) on an unknown key or a bad value."""
     if directory is None:
+        executors(every=False)
         return Profile()
+    executors(every=True)
     path = next((directory / n for n in PROFILE_FILES if (directory / n).is_file()), None)
     if path is None:
         raise ProfileError(f"{directory}: no {' or '.join(PROFILE_FILES)} in this profile folder")
@@ -187,7 +213,7 @@ def load_profile(directory: Path | None) -> Profile:
             raise ProfileError(f"{path}: unknown profile key {key!r} ({hint})")
         if action.dest not in FIELDS and action.dest not in plugin_dests:
             raise ProfileError(f"{path}: profile key {key!r} is not used by ground run (ground sets it)")
-        if action.dest == "executor" and not ExecutorPluginRegistry().is_installed(str(value)):
+        if action.dest == "executor" and not executors(every=True).is_installed(str(value)):
             raise ProfileError(f"{path}: executor {value!r} needs snakemake-executor-plugin-{value}")
         dests.append(action.dest)
         argv += _call(parser, path, lambda a=action, k=key, v=value: parser.convert_item_to_command_line_arg(a, k, v))
@@ -225,7 +251,7 @@ def _parser():
 
 
 def _plugin_dests() -> set[str]:
-    registry = ExecutorPluginRegistry()
+    registry = executors(every=True)
     return {
         f"{plugin.cli_prefix}_{f.name}".replace("-", "_")
         for plugin in registry.plugins.values() if plugin.settings_cls is not None
@@ -234,7 +260,7 @@ def _plugin_dests() -> set[str]:
 
 
 def _executor_settings(executor: str, args: Namespace, path: Path) -> ExecutorSettingsBase | None:
-    plugin = ExecutorPluginRegistry().get_plugin(executor)
+    plugin = executors(every=True).get_plugin(executor)
     if plugin.settings_cls is None:
         return None
     try:

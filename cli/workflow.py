@@ -45,7 +45,10 @@ def _defer(name: str) -> None:
 # it uses to compare every job's params, so deferring it would gain nothing.)
 _defer("nbformat")
 
-from ground_cli.profile import Profile, ProfileError, load_profile  # noqa: E402
+from ground_cli.profile import Profile, ProfileError, executors, load_profile  # noqa: E402
+
+executors(every=False)  # before Snakemake loads: else it imports every executor plugin (see there)
+
 from snakemake.api import SnakemakeApi  # noqa: E402
 from snakemake.settings.enums import Quietness, RerunTrigger  # noqa: E402
 from snakemake.settings.types import ConfigSettings, DAGSettings  # noqa: E402

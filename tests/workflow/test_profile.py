@@ -3,7 +3,10 @@ settings object Snakemake would fill, an unknown key is one line naming it and t
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -138,3 +141,32 @@ def test_cluster_jobs_are_not_capped_by_the_head_machines_cores():
     assert _cores(Request(root=REPO, config={}, cores=2), slurm) is None  # jobs get `--cores all`
     assert _cores(Request(root=REPO, config={}, cores=2, touch=True), slurm) == 2  # local touch
     assert _cores(Request(root=REPO, config={}, cores=2), local) == 2
+
+
+def test_a_run_without_a_profile_loads_no_executor_plugin(tmp_path):
+    """Without `--profile`, `ground run` and `ground status` execute locally: Snakemake's built-in
+    executors only. The SLURM plugin, loaded, asks `scontrol show config` (9 s where SLURM's client
+    is installed and no controller answers); a profile naming it loads it. Stand-ins for SLURM's
+    commands on PATH record whether it asked."""
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    asked = tmp_path / "asked"
+    for name in ("scontrol", "sinfo", "squeue", "sacct"):
+        (bin_ / name).write_text(f"#!/bin/sh\necho {name} >> {asked}\n")
+        (bin_ / name).chmod(0o755)
+    code = f"""
+import json, sys
+import ground_cli.workflow
+from ground_cli.profile import executors, load_profile
+assert load_profile(None).local
+before = (sorted(executors(every=False).plugins), "snakemake_executor_plugin_slurm" in sys.modules,
+          __import__("os").path.exists({str(asked)!r}))
+load_profile(__import__("pathlib").Path({str(REPO / "profiles/slurm")!r}))
+print(json.dumps([before, sorted(executors(every=False).plugins)]))
+"""
+    env = os.environ | {"PATH": f"{bin_}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    before, after = json.loads(proc.stdout.splitlines()[-1])
+    assert before == [["dryrun", "local", "touch"], False, False]
+    assert {"slurm", "slurm-jobstep", "local"} <= set(after)
+    assert "scontrol" in asked.read_text()  # the profile's plugin did ask: the stand-ins work
