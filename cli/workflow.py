@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import logging
 import os
 import sys
@@ -17,8 +18,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 
 class _Deferred(types.ModuleType):
@@ -41,8 +40,7 @@ def _defer(name: str) -> None:
 
 # Snakemake imports nbformat for every `script:` rule it plans (to tell notebooks from scripts
 # by their file names): a tenth to a quarter of a second of each `ground status`. It is used
-# inside a function only, when a rule runs a notebook. (pandas, which Snakemake also imports,
-# it uses to compare every job's params, so deferring it would gain nothing.)
+# inside a function only, when a rule runs a notebook. (pandas: see `_serializer`.)
 _defer("nbformat")
 
 from ground_cli.profile import Profile, ProfileError, executors, load_profile  # noqa: E402
@@ -50,9 +48,21 @@ from ground_cli.profile import Profile, ProfileError, executors, load_profile  #
 executors(every=False)  # before Snakemake loads: else it imports every executor plugin (see there)
 
 from snakemake.api import SnakemakeApi  # noqa: E402
+from snakemake.persistence import PersistenceBase  # noqa: E402
 from snakemake.settings.enums import Quietness, RerunTrigger  # noqa: E402
 from snakemake.settings.types import ConfigSettings, DAGSettings  # noqa: E402
 from snakemake_interface_logger_plugins.common import LogEvent  # noqa: E402
+
+
+def _serializer(self: PersistenceBase) -> Callable[[Any], str | object]:
+    """How Snakemake turns each job's params into the strings it compares with the last run's.
+    It picks its pandas-aware variant whenever pandas is installed, importing pandas on every DAG
+    build (a fifth of a second); that variant differs only for pandas objects, which cannot exist
+    before pandas is imported, so until then the plain one gives the same strings."""
+    return self._serialize_param_pandas if "pandas" in sys.modules else self._serialize_param_builtin
+
+
+PersistenceBase._serialize_param = property(_serializer)
 
 __all__ = ["Events", "Job", "Profile", "ProfileError", "Request", "execute", "load_profile"]
 
@@ -217,11 +227,11 @@ def _execution(request: Request, profile: Profile) -> dict[str, Any]:
 
 
 def _recipe_file(root: Path, config: dict[str, Any]) -> Path:
-    """The validated recipe as a YAML file under `.snakemake/ground/`, named by its content: jobs
-    on any node read exactly what the head process planned with, and concurrent runs of other
-    recipes never overwrite it."""
-    text = yaml.safe_dump(config, sort_keys=True)
-    path = root / ".snakemake" / "ground" / f"recipe-{hashlib.sha256(text.encode()).hexdigest()[:16]}.yaml"
+    """The validated recipe as a file under `.snakemake/ground/`, named by its content: jobs on any
+    node read exactly what the head process planned with, and concurrent runs of other recipes
+    never overwrite it. JSON, which Snakemake tries first: YAML would load yte (and numpy) too."""
+    text = json.dumps(config, sort_keys=True, indent=1)
+    path = root / ".snakemake" / "ground" / f"recipe-{hashlib.sha256(text.encode()).hexdigest()[:16]}.json"
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")

@@ -80,6 +80,30 @@ def test_second_run_does_nothing_and_status_is_up_to_date(project):
     assert states == {"up-to-date"}
 
 
+def test_planning_loads_no_pandas_yaml_templates_or_executor_plugins(project):
+    """What `ground status` (and so `ground run`) loads to plan a finished run: not pandas
+    (Snakemake's params comparison, see `ground_cli.workflow._serializer`), not yte and numpy (the
+    recipe file is JSON), not the SLURM plugin (no profile); each cost a fifth of a second or more
+    of every start-up. The plan is unchanged by it: every job is still up to date."""
+    sets = [x for s in TINY for x in ("--set", s)]
+    code = f"""
+import json, sys
+from ground_cli.main import app
+try:
+    app(["status", "--json", "--until", "features", *{sets!r}], prog_name="ground")
+except SystemExit:
+    pass
+heavy = ("pandas", "numpy", "yte", "snakemake_executor_plugin_slurm")
+print(json.dumps(sorted(m for m in heavy if m in sys.modules)))
+"""
+    env = os.environ | {"PYTHONPATH": str(project / "src")}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=project, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    *plan, loaded = proc.stdout.splitlines()
+    assert {job["state"] for job in json.loads("\n".join(plan))["steps"]} == {"up-to-date"}
+    assert json.loads(loaded) == []
+
+
 def test_conversion_param_invalidates_conversion_and_later_steps_only(project):
     plan = status(project, "convert.seed=7")
     by_step: dict[str, set[str]] = {}
