@@ -24,6 +24,7 @@ def eval_command(
     json_: Annotated[bool, typer.Option("--json", help="Print one JSON object: metric -> value, with counts.")] = False,
     config: Annotated[Path | None, typer.Option("--config", "-c", help="Recipe file (default: config.yaml).")] = None,
     set_: Annotated[list[str], typer.Option("--set", "-s", help="Override a recipe key (repeatable).")] = [],
+    exp: Annotated[str, typer.Option("--exp", help="Through the pipeline of this experiment (see `ground exp`).")] = "default",
 ) -> None:
     """Score a benchmark: through the pipeline (default), with --checkpoint, or from --predictions.
 
@@ -47,7 +48,7 @@ def eval_command(
     files = data or [Path(p) for p in spec.data_files((split,) if split else None)]
     with json_only(json_):  # progress, Snakemake jobs, transformers' and DeepSpeed's logs
         if checkpoint is None and predictions is None and not data:
-            summary = _through_pipeline(bench, cfg)
+            summary = _through_pipeline(bench, cfg, exp, set_)
         else:
             summary = _direct(spec, files, cfg, checkpoint, predictions)
     scores = summary["scores"]
@@ -61,16 +62,21 @@ def eval_command(
     show_scores(bench, scores)
 
 
-def _through_pipeline(bench: str, cfg: dict[str, Any]) -> dict[str, Any]:
+def _through_pipeline(bench: str, cfg: dict[str, Any], exp: str, sets: list[str]) -> dict[str, Any]:
+    from ground_cli.experiments import prepare
     from ground_cli.main import database, fail, project_root
     from ground_cli.running import RunInProgress, run_pipeline
     from ground_cli.workflow import Request
 
-    root = project_root()
-    target = f"results/eval/{bench}/scores.json"
-    request = Request(root=root, config=cfg, targets=[target])
     try:
-        ok = run_pipeline(request, database(cfg), shlex.join(["ground", *sys.argv[1:]]), Console(stderr=True))
+        root = prepare(project_root(), exp, "default", cfg)
+    except ValueError as err:
+        raise fail(str(err)) from None
+    target = f"results/eval/{bench}/scores.json"
+    request = Request(root=root, config=cfg, targets=[target], project=project_root())
+    command_line = shlex.join(["ground", *sys.argv[1:]])
+    try:
+        ok = run_pipeline(request, database(cfg), command_line, Console(stderr=True), experiment=exp, overrides=sets)
     except RunInProgress as err:
         raise fail(str(err)) from None
     if not ok:
@@ -136,16 +142,23 @@ def report_command(
     run_id: Annotated[str | None, typer.Option("--run", help="The run to report (default: the latest with scores).")] = None,
     out: Annotated[Path, typer.Option(help="Folder the HTML page is written to.")] = Path("results/report"),
     config: Annotated[Path | None, typer.Option("--config", "-c", help="Recipe file (default: config.yaml).")] = None,
+    exp: Annotated[str | None, typer.Option("--exp", help="The newest run of this experiment (see `ground exp`).")] = None,
 ) -> None:
     """Write one HTML page for a run: scores against the paper's, loss curves, example predictions."""
-    from ground_cli.main import database, fail, project_root, recipe
+    from ground_cli.main import database, experiment_root, fail, project_root, recipe
 
     from ground.eval.report import write_report
+    from ground.tracking.queries import latest_runs
 
     cfg = recipe(config, [])
     root = project_root()
+    if exp is not None:
+        root, newest = experiment_root(exp), latest_runs(database(cfg)).get(exp)
+        if newest is None:
+            raise fail(f"no recorded run of experiment {exp!r} (ground exp list shows them)")
+        run_id = run_id or newest["id"]
     try:
-        page = write_report(database(cfg), root, root / out, run_id)
+        page = write_report(database(cfg), root, project_root() / out, run_id)
     except ValueError as err:
         raise fail(str(err)) from None
     print(page)

@@ -24,7 +24,10 @@ from ground.workflow.plan import explain
 from ground.workflow.steps import STEPS, step, step_code, step_config, step_of_rule
 
 
-def run_pipeline(request: Request, db: Path, command_line: str, console: Console) -> bool:
+def run_pipeline(
+    request: Request, db: Path, command_line: str, console: Console,
+    experiment: str = "default", overrides: Sequence[str] = (),
+) -> bool:  # fmt: skip
     """Execute with a progress bar; record the run in the database unless it is a dry run."""
     if request.dryrun:
         return dry_run(_with_changed_inputs(request, console), console)
@@ -33,7 +36,8 @@ def run_pipeline(request: Request, db: Path, command_line: str, console: Console
 
     run_id = tracking.start_run(
         db, config=request.config, targets=request.until or ["all"],
-        command_line=command_line, workdir=request.root,
+        command_line=command_line, workdir=request.project or request.root,
+        experiment=experiment, overrides=list(overrides),
     )  # fmt: skip
     os.environ["GROUND_RUN_ID"] = run_id
     console.print(f"run [bold]{run_id}[/] -> {db}", soft_wrap=True)
@@ -245,9 +249,12 @@ def dry_run(request: Request, console: Console) -> bool:
     return ok
 
 
-def plan_status(root: Path, config: dict[str, Any], until: list[str] = ()) -> list[dict[str, Any]]:
-    """One entry per job of the DAG (up to `until`): up to date, or will run with the reasons."""
-    request = Request(root=root, config=config, until=list(until))
+def plan_status(
+    root: Path, config: dict[str, Any], until: list[str] = (), project: Path | None = None
+) -> list[dict[str, Any]]:
+    """One entry per job of the DAG (up to `until`) in the working folder `root` (an experiment's;
+    `project` holds the code): up to date, or will run with the reasons."""
+    request = Request(root=root, config=config, until=list(until), project=project)
     plan = _plan(request)  # one DAG build, unless files changed in place
     changed = changed_inputs(request, plan.every)
     if changed:
@@ -264,7 +271,7 @@ def plan_status(root: Path, config: dict[str, Any], until: list[str] = ()) -> li
         entry = {"step": name, "job": label, "rule": job.rule, "wildcards": job.wildcards}
         if label in will_run:
             if name not in params:
-                params[name] = _current_params(root, config, name)
+                params[name] = _current_params(project or root, config, name)
             reasons = explain(will_run[label].reason, will_run[label].output, params[name], step(name).section)
             moved = [m for out in job.output for m in changed.get(out, [])]
             if moved:  # forced by us: the files say why, not "Forced execution"

@@ -149,12 +149,15 @@ class Request:
     # Mark the jobs done without running them (Snakemake's `touch` executor, always local,
     # whatever the profile's executor): cli/recovery.py adopts jobs that finished unobserved.
     touch: bool = False
+    # The checkout with the Snakefile and src/, when `root` is an experiment's working folder.
+    project: Path | None = None
 
 
 def execute(request: Request, events: Events) -> bool:
     """Build the DAG and run it (or dry-run it); True when every job succeeded."""
     profile = load_profile(request.profile)
-    _job_environment(request.root)
+    project = request.project or request.root
+    _job_environment(project)
     os.environ[RECIPE_ENV] = str(_recipe_file(request.root, request.config))
     quiet = None if request.verbose else {Quietness.ALL}
     with SnakemakeApi(profile.build("output", quiet=quiet)) as api:
@@ -168,7 +171,7 @@ def execute(request: Request, events: Events) -> bool:
                 # merged in, since Snakemake passes neither types nor replace_workflow_config on).
                 config_settings=ConfigSettings(),
                 deployment_settings=profile.build("deployment"),
-                snakefile=request.root / "Snakefile",
+                snakefile=project / "Snakefile",
                 workdir=request.root,
             )
             dag = workflow.dag(

@@ -35,7 +35,8 @@ def get_shard_inputs(wildcards):
     return {"records": records, "listing": ancient(split.output.listing)}
 
 
-DIGESTS = Path(workflow.basedir) / ".snakemake" / "ground" / "digests.json"
+# in the working folder: each experiment (ground.workflow.experiments) has its own records
+DIGESTS = Path(".snakemake") / "ground" / "digests.json"
 
 
 def get_shard_digest(wildcards):

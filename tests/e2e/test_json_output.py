@@ -77,6 +77,10 @@ def test_run_store_and_plan_commands_print_only_json(project):
     assert parsed(ground(project, "metrics", "--json"))
     report = parsed(ground(project, "data", "check", "--json", *SETS), codes=(0, 1))
     assert report and all(row["status"] == "present" for row in report), report
+    (default,) = parsed(ground(project, "exp", "list", "--json"))
+    assert default["experiment"] == "default" and "demo_rec Acc@0.5" in default, default
+    assert parsed(ground(project, "exp", "show", "default", "--json"))[0]["status"] == "ok"
+    assert parsed(ground(project, "exp", "diff", "default", "default", "--json")) == []
 
 
 def test_eval_prints_only_json_through_the_pipeline_and_from_a_checkpoint(project):

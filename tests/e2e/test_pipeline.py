@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -78,6 +79,81 @@ def test_second_run_does_nothing_and_status_is_up_to_date(project):
     assert "0 job(s) ran" in proc.stderr
     states = {job["state"] for job in status(project).values()}
     assert states == {"up-to-date"}
+
+
+def newest_run_jobs(project: Path, experiment: str) -> dict[str, int]:
+    con = duckdb.connect(str(project / "results/ground.duckdb"), read_only=True)
+    (run,) = con.execute(
+        "select id from runs where experiment = ? order by started desc limit 1", [experiment]
+    ).fetchone()
+    jobs = dict(con.execute("select rule, count(*) from jobs where run_id = ? group by rule", [run]).fetchall())
+    con.close()
+    return jobs
+
+
+def test_an_experiment_reruns_only_what_its_override_changes_and_shares_the_rest(project):
+    """LocVLM's integer bins as a named experiment: conversion and what reads it run again in
+    experiments/ivb/; the download and the feature encoding are the default experiment's (their
+    files shared as hard links), and the default experiment's files are untouched."""
+    ground(project, "run", "--until", "features", "--exp", "ivb", "--set", "convert.coords=bins:100")
+    jobs = newest_run_jobs(project, "ivb")
+    assert "download_data" not in jobs and "cache_features" not in jobs
+    assert jobs["convert_dataset"] == 9 and jobs["generate_instructions"] == 1
+    ours, theirs = project / "experiments/ivb", project
+    converted = "results/convert/demo_image/train.jsonl"
+    answers = [
+        next(json.loads(r)["conversations"][1]["value"] for r in (root / converted).read_text().splitlines()
+             if json.loads(r)["task"] == "rec")
+        for root in (ours, theirs)
+    ]  # fmt: skip
+    assert re.fullmatch(r"\[\d+, \d+, \d+, \d+\]", answers[0]), answers
+    assert re.fullmatch(r"\[[01]\.\d{3}, [01]\.\d{3}, [01]\.\d{3}, [01]\.\d{3}\]", answers[1]), answers
+    image = "resources/demo/media/images/train_00000.png"
+    assert (ours / image).stat().st_ino == (theirs / image).stat().st_ino
+    index = "results/features/image.index.jsonl"
+    keys = [[json.loads(line)["key"] for line in (root / index).read_text().splitlines()] for root in (ours, theirs)]
+    assert keys[0] == keys[1]
+    listed = {row["experiment"]: row for row in json.loads(ground(project, "exp", "list", "--json").stdout)}
+    assert listed["ivb"]["convert.coords"] == "bins:100" and listed["default"]["convert.coords"] == "float3"
+    assert listed["ivb"]["status"] == "ok" and not [k for k in listed["ivb"] if k.startswith("download.")]
+    diff = json.loads(ground(project, "exp", "diff", "default", "ivb", "--json").stdout)
+    assert diff == [{"key": "convert.coords", "default": "float3", "ivb": "bins:100"}]
+    planned = ground(project, "status", "--json", "--until", "features", "--exp", "ivb", "--set", "convert.coords=bins:100")
+    assert {job["state"] for job in json.loads(planned.stdout)["steps"]} == {"up-to-date"}
+
+
+def test_two_experiments_started_at_once_both_finish(project):
+    """Two `ground run --exp` processes on one checkout at the same time: each has its own
+    working folder and Snakemake locks, and they share the run store (retried connections)."""
+    sets = [x for s in TINY for x in ("--set", s)]
+    env = os.environ | {"PYTHONPATH": str(project / "src")}
+    procs = [
+        subprocess.Popen([sys.executable, "-m", "ground_cli.main", "run", *sets, "--until", "convert",
+                          "--exp", f"seed{n}", "--set", f"convert.seed={n}"],
+                         cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for n in (11, 12)
+    ]  # fmt: skip
+    outputs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    for n in (11, 12):
+        jobs = newest_run_jobs(project, f"seed{n}")
+        assert jobs["convert_dataset"] > 0 and "download_data" not in jobs
+    converted = [(project / f"experiments/seed{n}/results/convert/demo_image/train.jsonl").read_text() for n in (11, 12)]
+    assert converted[0] != converted[1]
+
+
+def test_a_sweep_leaves_one_experiment_per_value_and_runs_shared_steps_once(project):
+    """Three dialogue seeds on LocVLM's bins: the first experiment converts in bins, the other
+    two start from it, so they generate again but convert nothing."""
+    sweep = ["--exp", "sw", "--set", "convert.coords=bins:100", "--sweep", "generate.seed=3,4,5"]
+    proc = ground(project, "run", "--until", "convert", *sweep)
+    for name, origin in (("sw-3", "default"), ("sw-4", "sw-3"), ("sw-5", "sw-3")):
+        assert f"experiment {name}: starts from {origin}" in proc.stderr
+    listed = {row["experiment"]: row for row in json.loads(ground(project, "exp", "list", "--json").stdout)}
+    assert [listed[f"sw-{n}"]["generate.seed"] for n in (3, 4, 5)] == [3, 4, 5]
+    first, *later = [newest_run_jobs(project, f"sw-{n}") for n in (3, 4, 5)]
+    assert first["convert_dataset"] > 0 and "download_data" not in first
+    assert all(j["generate_instructions"] == 1 and "convert_dataset" not in j for j in later), later
 
 
 def test_planning_loads_no_pandas_yaml_templates_or_executor_plugins(project):

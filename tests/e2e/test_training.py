@@ -142,6 +142,45 @@ def test_eval_step_scores_the_demo_benchmarks_next_to_baselines(project):
     assert "demo_rec" in shown and "baseline/Acc@0.5" in shown, proc.stderr
 
 
+def test_a_stage2_experiment_trains_from_the_shared_stage1_and_compares_side_by_side(project):
+    """`--exp s2 --set train.stage2.lr=...` after the default experiment's full run: stage 1 is
+    the default's checkpoint (the same files, hard-linked), stages 2 and 3 and the evaluation
+    run in experiments/s2/, and `ground exp show` puts both experiments' scores side by side."""
+    ground(project, "run", "--exp", "s2", "--set", "train.stage2.lr=5e-4", "--set", "eval.limit=2")
+    con = duckdb.connect(str(project / "results/ground.duckdb"), read_only=True)
+    (run,) = con.execute("select id from runs where experiment = 's2'").fetchone()
+    trained = con.execute(
+        "select wildcards ->> 'stage', rule from jobs where run_id = ? and rule like 'train%' order by 1", [run]
+    ).fetchall()
+    ran = {r for (r,) in con.execute("select distinct rule from jobs where run_id = ?", [run]).fetchall()}
+    con.close()
+    assert trained == [("2", "train_stage"), ("3", "train_stage")]
+    assert "cache_features" not in ran and "download_data" not in ran and "evaluate_benchmark" in ran
+    ours, theirs = project / "experiments/s2/results/train", project / "results/train"
+    weights = sorted(p.relative_to(theirs) for p in (theirs / "stage1/model").rglob("*") if p.is_file())
+    assert weights and all((ours / w).read_bytes() == (theirs / w).read_bytes() for w in weights)
+    assert all((ours / w).stat().st_ino == (theirs / w).stat().st_ino for w in weights)
+    assert (ours / "stage2/model").stat().st_ino != (theirs / "stage2/model").stat().st_ino
+    from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
+
+    boards = EventMultiplexer().AddRunsFromDirectory(str(project)).Reload()  # `--logdir .`
+    # one run per experiment and stage it trained (s2's stage 1 is the default's, and its curve)
+    runs = [f"results/train/stage{n}" for n in (1, 2, 3)] + [f"experiments/s2/results/train/stage{n}" for n in (2, 3)]
+    assert all(boards.Scalars(f"{run}/tensorboard", "train/loss") for run in runs)
+    assert "experiments/s2/results/train/stage1/tensorboard" not in boards.Runs()
+    shown = json.loads(ground(project, "exp", "show", "default", "s2", "--json").stdout)
+    assert [row["experiment"] for row in shown] == ["default", "s2"]
+    assert [row["train.stage2.lr"] for row in shown] == [2e-3, 5e-4]
+    assert not [k for k in shown[0] if k.startswith(("download.", "convert.", "eval."))]
+    for row in shown:
+        assert {"demo_rec Acc@0.5", "demo_rec baseline/Acc@0.5", "demo_tg R1@0.5", "demo_sl cIoU@0.5"} <= set(row)
+    assert shown[0]["commit"] == shown[1]["commit"]
+    compared = json.loads(ground(project, "metrics", "--compare", "default", "s2", "--json").stdout)
+    assert {"demo_rec", "demo_tg", "demo_sl"} <= {row["benchmark"] for row in compared}
+    table = ground(project, "exp", "show", "--md", "--sort", "demo_tg R1@0.5").stdout.splitlines()
+    assert table[0].startswith("| experiment | status |") and len(table) == 4
+
+
 def test_decoding_is_batch_invariant_and_resumes_from_its_partial_file(project, monkeypatch, tmp_path):
     """Left-padded batched greedy decoding with a KV cache gives each question the same answer
     as decoding it alone; answers already in the partial file are not decoded again."""

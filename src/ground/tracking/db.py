@@ -116,9 +116,11 @@ def _transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConn
 
 
 def start_run(
-    db: Path, *, config: dict, targets: list[str], command_line: str, workdir: Path
+    db: Path, *, config: dict, targets: list[str], command_line: str, workdir: Path,
+    experiment: str = "default", overrides: list[str] = (),
 ) -> str:
-    """Insert a `running` row for this invocation and return its id (`20261124-121530-a1b2`)."""
+    """Insert a `running` row for this invocation and return its id (`20261124-121530-a1b2`);
+    `overrides` are its `--set key=value` (secret-looking values hidden)."""
     now = datetime.now(UTC)
     run_id = f"{now:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
     safe_config = redact(json_safe(config))
@@ -127,7 +129,8 @@ def start_run(
             con, "runs", id=run_id, started=_naive_utc(now), status=RUN_RUNNING,
             config_hash=config_hash(safe_config), git_commit=git_commit(workdir),
             targets=json.dumps(list(targets)), command_line=redact_command_line(command_line),
-            config=json.dumps(safe_config),
+            config=json.dumps(safe_config), experiment=experiment,
+            overrides=json.dumps([redact_command_line(o) for o in overrides]),
         )  # fmt: skip
     return run_id
 

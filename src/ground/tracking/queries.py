@@ -127,3 +127,38 @@ def compare_metrics(db: Path, run_a: str, run_b: str) -> list[dict[str, Any]]:
         if row.get("a") is not None and row.get("b") is not None:
             row["b - a"] = row["b"] - row["a"]
     return [rows[k] for k in sorted(rows)]
+
+
+def latest_runs(db: Path) -> dict[str, dict[str, Any]]:
+    """Experiment name -> its newest run (status, started, git_commit, config, overrides), with
+    `runs`: how many it has had. Runs from before experiments existed count as "default"."""
+    with _reader(db) as con:
+        if con is None:
+            return {}
+        columns = {r[0] for r in con.execute("SELECT column_name FROM duckdb_columns() WHERE table_name = 'runs'").fetchall()}
+        if "experiment" not in columns:  # a store written before experiments: every run is the default's
+            return {}
+        rows = _dicts(
+            con.execute(
+                "SELECT coalesce(experiment, 'default') AS experiment, id, status, started, git_commit,"
+                " config, overrides, count(*) OVER (PARTITION BY coalesce(experiment, 'default')) AS runs"
+                " FROM runs QUALIFY row_number() OVER (PARTITION BY coalesce(experiment, 'default')"
+                " ORDER BY started DESC, id DESC) = 1"
+            ),
+            json_cols=("config", "overrides"),
+        )
+    return {row.pop("experiment"): row for row in rows}
+
+
+def job_scores(db: Path, job_ids: list[str]) -> list[dict[str, Any]]:
+    """The scores (not curves) the given jobs recorded: benchmark, split, name, value."""
+    with _reader(db) as con:
+        if con is None or not job_ids:
+            return []
+        return _dicts(
+            con.execute(
+                "SELECT job_id, benchmark, split, name, value FROM metrics"
+                " WHERE step IS NULL AND list_contains(?, job_id) ORDER BY benchmark, split, name",
+                [job_ids],
+            )
+        )

@@ -41,6 +41,9 @@ DDL = [
     # where a job ran: the node's name and, on a cluster, the scheduler's job id (SLURM_JOB_ID)
     "ALTER TABLE jobs ADD COLUMN IF NOT EXISTS host VARCHAR",
     "ALTER TABLE jobs ADD COLUMN IF NOT EXISTS scheduler_job_id VARCHAR",
+    # the named experiment a run belongs to (`ground run --exp`; "default" without) and its --set list
+    "ALTER TABLE runs ADD COLUMN IF NOT EXISTS experiment VARCHAR",
+    "ALTER TABLE runs ADD COLUMN IF NOT EXISTS overrides JSON",
 ]
 
 

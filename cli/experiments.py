@@ -1,0 +1,148 @@
+"""`ground exp list|show|diff`, and the working folder `ground run --exp` runs in
+(`ground.workflow.experiments` does the work)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from ground_cli.output import json_only, print_json
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from ground.workflow import experiments
+
+exp_app = typer.Typer(
+    help="Experiments side by side: `ground run --exp NAME --set k=v` keeps each one's outputs apart.",
+    no_args_is_help=True,
+)
+err = Console(stderr=True)
+
+
+def prepare(project: Path, name: str, source: str, cfg: dict[str, Any]) -> Path:
+    """The experiment's working folder; before its first run it gets the finished outputs of
+    `source` (linked, see `ground.workflow.experiments`) and the project's shared stores."""
+    root = experiments.workdir(project, name)
+    if root == project:
+        return root
+    if not (root / ".snakemake").is_dir():
+        origin = experiments.workdir(project, experiments.check_name(source))
+        linked = experiments.mirror(origin, root)
+        err.print(f"experiment {name}: starts from {source} ({linked} finished outputs shared)")
+    root.mkdir(parents=True, exist_ok=True)
+    experiments.share_stores(project, root, [cfg["features"]["store"], cfg["generate"]["cache_dir"]])
+    return root
+
+
+def _rows_or_fail(project: Path, db: Path, chosen: list[str]) -> tuple[list[dict], list[str]]:
+    try:
+        return experiments.compare(project, db, chosen)
+    except ValueError as error:
+        err.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
+        raise typer.Exit(2) from None
+
+
+def _print(rows: list[dict], fmt: str | None) -> None:
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    if fmt == "json":
+        print_json(rows)
+    elif fmt == "csv":
+        out = io.StringIO()
+        writer = csv.DictWriter(out, columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows({c: _text(row.get(c)) for c in columns} for row in rows)
+        print(out.getvalue(), end="")
+    elif fmt == "md":
+        print("| " + " | ".join(columns) + " |")
+        print("|" + "---|" * len(columns))
+        for row in rows:
+            print("| " + " | ".join(_text(row.get(c)).replace("|", "\\|") for c in columns) + " |")
+    else:
+        table = Table(*columns)
+        for row in rows:
+            table.add_row(*(escape(_text(row.get(c))) for c in columns))
+        Console().print(table)
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, str) and len(value) >= 40:  # a commit
+        return value[:12] + value[40:]
+    return str(value)
+
+
+def _format(json_: bool, csv_: bool, md: bool) -> str | None:
+    chosen = [f for f, on in (("json", json_), ("csv", csv_), ("md", md)) if on]
+    if len(chosen) > 1:
+        err.print("[bold red]error:[/] choose one of --json, --csv, --md")
+        raise typer.Exit(2)
+    return chosen[0] if chosen else None
+
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON document.")]
+CsvOpt = Annotated[bool, typer.Option("--csv", help="CSV with a header row.")]
+MdOpt = Annotated[bool, typer.Option("--md", help="A Markdown table.")]
+SortOpt = Annotated[
+    str | None, typer.Option("--sort", help="Best first by this column (a score, e.g. 'demo_rec Acc@0.5').")
+]
+
+
+def _show(names: list[str], json_: bool, csv_: bool, md: bool, sort: str | None, every: bool) -> None:
+    from ground_cli.main import database, project_root, recipe
+
+    fmt = _format(json_, csv_, md)
+    project = project_root()
+    with json_only(fmt is not None):
+        rows, _ = _rows_or_fail(project, database(recipe(None, [])), names)
+    if not every:  # the scores and the differing keys, not the answer counts of each benchmark
+        from ground.eval.scoring import COUNTS
+
+        rows = [{k: v for k, v in row.items() if k.rpartition(" ")[2] not in COUNTS} for row in rows]
+    if sort is not None:
+        if not any(sort in row for row in rows):
+            err.print(f"[bold red]error:[/] no column {sort!r} to sort by")
+            raise typer.Exit(2)
+        rows.sort(key=lambda row: (row.get(sort) is None, -(row.get(sort) or 0)))
+    _print(rows, fmt)
+
+
+@exp_app.command("list")
+def list_command(
+    json_: JsonOpt = False, csv_: CsvOpt = False, md: MdOpt = False, sort: SortOpt = None,
+    every: Annotated[bool, typer.Option("--all", help="Also the question counts of each score.")] = False,
+) -> None:  # fmt: skip
+    """Every experiment that has run: status, the recipe keys that differ, scores and baselines, commit."""
+    _show([], json_, csv_, md, sort, every)
+
+
+@exp_app.command("show")
+def show_command(
+    names: Annotated[list[str], typer.Argument(help="Experiments to compare (default: all).")] = None,
+    json_: JsonOpt = False, csv_: CsvOpt = False, md: MdOpt = False, sort: SortOpt = None,
+    every: Annotated[bool, typer.Option("--all", help="Also the question counts of each score.")] = False,
+) -> None:  # fmt: skip
+    """The chosen experiments side by side: only the recipe keys that differ between them."""
+    _show(list(names or []), json_, csv_, md, sort, every)
+
+
+@exp_app.command("diff")
+def diff_command(a: str, b: str, json_: JsonOpt = False) -> None:
+    """The resolved recipes of two experiments' newest runs, where they differ."""
+    from ground_cli.main import database, recipe
+
+    with json_only(json_):
+        try:
+            rows = experiments.recipe_diff(database(recipe(None, [])), a, b)
+        except ValueError as error:
+            err.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
+            raise typer.Exit(2) from None
+    _print(rows, "json" if json_ else None)
+    if not rows and not json_:
+        err.print(f"{a} and {b} ran the same recipe")
