@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import csv
 import io
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -36,6 +39,33 @@ def prepare(project: Path, name: str, source: str, cfg: dict[str, Any]) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     experiments.share_stores(project, root, [cfg["features"]["store"], cfg["generate"]["cache_dir"]])
     return root
+
+
+def run_at_once(project: Path, variants: list[tuple[str, str]], first: str, args: list[str], cores: int) -> list[str]:
+    """A sweep's later experiments, all at once: each a `ground run --exp NAME --from FIRST`
+    process of its own (the cores shared out; a profile's executor submits them all), its output
+    in experiments/NAME/logs/ground-run.log. Returns the names that failed."""
+    share = max(1, cores // len(variants))
+    running = {}
+    for name, override in variants:
+        log = experiments.workdir(project, name) / "logs" / "ground-run.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, "-m", "ground_cli.main", "run", *args, "--set", override,
+                   "--exp", name, "--from", first, "--cores", str(share)]  # fmt: skip
+        with open(log, "w") as out:
+            running[name] = (subprocess.Popen(command, cwd=project, stdout=out, stderr=subprocess.STDOUT,
+                                              env=os.environ | {"COLUMNS": "120"}), log)  # fmt: skip
+    err.print(f"running {', '.join(running)} at once, from {first} ({share} core(s) each); "
+              f"their logs: {experiments.FOLDER}/NAME/logs/ground-run.log")  # fmt: skip
+    failed = []
+    for name, (proc, log) in running.items():
+        code = proc.wait()
+        lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
+        err.print(f"experiment {name}: {'done' if code == 0 else '[bold red]failed[/]'}"
+                  f" ({escape(lines[-1].strip() if lines else 'no output')})", highlight=False)  # fmt: skip
+        if code != 0:
+            failed.append(name)
+    return failed
 
 
 def _rows_or_fail(project: Path, db: Path, chosen: list[str]) -> tuple[list[dict], list[str]]:

@@ -101,7 +101,7 @@ def run(
     set_: SetOpt = [],
     exp: ExpOpt = "default",
     from_: Annotated[str, typer.Option("--from", help="A new experiment starts from this one's finished outputs.")] = "default",
-    sweep: Annotated[str | None, typer.Option(help="key=v1,v2,...: one experiment per value, NAME-value (needs --exp).")] = None,
+    sweep: Annotated[str | None, typer.Option(help="key=v1,v2,...: one experiment per value, NAME-value (needs --exp); the first runs, then the others at once, starting from it.")] = None,
     cores: Annotated[int, typer.Option(help="CPU cores Snakemake may use at once.")] = max(1, os.cpu_count() or 1),
     dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Plan only: list the jobs that would run.")] = False,
     profile: Annotated[Path | None, typer.Option(help="Snakemake profile folder (config.v8+.yaml): profiles/local, profiles/slurm or your own; its keys override --cores. See README, Running on a cluster.")] = None,
@@ -124,10 +124,11 @@ def run(
         raise fail(str(err)) from None
     command_line = shlex.join(["ground", *sys.argv[1:]])
     project, failed = project_root(), []
-    for i, (name, extra) in enumerate(variants):
+    # A sweep's first experiment runs here; the others then start from it, all at once (below).
+    for i, (name, extra) in enumerate(variants if dry_run else variants[:1]):
         sets = [*set_, *([extra] if extra else [])]
         cfg = recipe(config, sets)
-        try:  # a sweep's later experiments start from its first: their shared steps run once
+        try:
             root = prepare(project, name, from_ if i == 0 else variants[0][0], cfg)
         except ValueError as err:
             raise fail(str(err)) from None
@@ -142,6 +143,16 @@ def run(
                 failed.append(name)
         except RunInProgress as err:
             raise fail(str(err)) from None
+    if len(variants) > 1 and not dry_run:
+        if failed:
+            console.print(f"[bold red]{variants[0][0]} failed[/]: not starting {', '.join(n for n, _ in variants[1:])}")
+        else:
+            from ground_cli.experiments import run_at_once
+
+            args = [*(["--until", until] if until else []), *(["--config", str(config)] if config else []),
+                    *(a for f in forcerun for a in ("--forcerun", f)), *(a for s in set_ for a in ("--set", s)),
+                    *(["--profile", str(profile)] if profile else []), *(["-v"] if verbose else [])]  # fmt: skip
+            failed = run_at_once(project, variants[1:], variants[0][0], args, cores)
     if failed and len(variants) > 1:
         console.print(f"[bold red]failed experiments:[/] {', '.join(failed)}")
     raise typer.Exit(1 if failed else 0)

@@ -144,11 +144,14 @@ def test_two_experiments_started_at_once_both_finish(project):
 
 def test_a_sweep_leaves_one_experiment_per_value_and_runs_shared_steps_once(project):
     """Three dialogue seeds on LocVLM's bins: the first experiment converts in bins, the other
-    two start from it, so they generate again but convert nothing."""
+    two start from it, at once, so they generate again but convert nothing."""
     sweep = ["--exp", "sw", "--set", "convert.coords=bins:100", "--sweep", "generate.seed=3,4,5"]
     proc = ground(project, "run", "--until", "convert", *sweep)
-    for name, origin in (("sw-3", "default"), ("sw-4", "sw-3"), ("sw-5", "sw-3")):
-        assert f"experiment {name}: starts from {origin}" in proc.stderr
+    assert "experiment sw-3: starts from default" in proc.stderr
+    assert "running sw-4, sw-5 at once, from sw-3" in proc.stderr  # two processes of their own
+    for n in (4, 5):
+        log = (project / f"experiments/sw-{n}/logs/ground-run.log").read_text()
+        assert f"experiment sw-{n}: starts from sw-3" in log and "done:" in log
     listed = {row["experiment"]: row for row in json.loads(ground(project, "exp", "list", "--json").stdout)}
     assert [listed[f"sw-{n}"]["generate.seed"] for n in (3, 4, 5)] == [3, 4, 5]
     first, *later = [newest_run_jobs(project, f"sw-{n}") for n in (3, 4, 5)]
