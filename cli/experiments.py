@@ -27,17 +27,24 @@ err = Console(stderr=True)
 
 
 def prepare(project: Path, name: str, source: str, cfg: dict[str, Any]) -> Path:
-    """The experiment's working folder; before its first run it gets the finished outputs of
-    `source` (linked, see `ground.workflow.experiments`) and the project's shared stores."""
+    """The experiment's working folder. It shares the project's stores: the feature store, the
+    generation cache and a hub download's folder (datasets kept across runs, not outputs). Before
+    its first run it gets the finished outputs of `source` (linked, ground.workflow.experiments)."""
     root = experiments.workdir(project, name)
     if root == project:
         return root
-    if not (root / ".snakemake").is_dir():
-        origin = experiments.workdir(project, experiments.check_name(source))
+    origin = experiments.workdir(project, experiments.check_name(source))
+    if origin != project and not (origin / ".snakemake").is_dir():
+        raise ValueError(f"--from {source}: no such experiment (ground exp list shows them)")
+    fresh = not (root / ".snakemake").is_dir()
+    stores = [cfg["features"]["store"], cfg["generate"]["cache_dir"]]
+    if cfg["download"]["source"] == "hub":
+        stores.append(cfg["download"]["root"])
+    root.mkdir(parents=True, exist_ok=True)
+    experiments.share_stores(project, root, stores)
+    if fresh:
         linked = experiments.mirror(origin, root)
         err.print(f"experiment {name}: starts from {source} ({linked} finished outputs shared)")
-    root.mkdir(parents=True, exist_ok=True)
-    experiments.share_stores(project, root, [cfg["features"]["store"], cfg["generate"]["cache_dir"]])
     return root
 
 

@@ -115,3 +115,15 @@ def test_differing_keys_of_recipes():
     assert experiments.differing([a, b]) == ["convert.coords"]
     assert experiments.differing([a, b, c]) == ["convert.coords", "tags", "train.stage2.lr"]
     assert experiments.differing([a, {**a, "new": {"key": 1}}]) == ["new.key"]
+
+
+def test_a_shared_store_keeps_its_files_and_gets_the_records(tmp_path):
+    """A hub download's folder is shared, not linked file by file: its lock (the download
+    job's output) is the project's own file, and Snakemake's record of it is copied."""
+    project, target = tmp_path / "p", tmp_path / "p/experiments/b"
+    lock = write(project / "resources/hub/download.lock.json", "{}")
+    record(project, "resources/hub/download.lock.json")
+    experiments.share_stores(project, target, ["resources/hub"])
+    assert experiments.mirror(project, target) == 0
+    assert os.path.samefile(target / "resources/hub/download.lock.json", lock)
+    assert len([p for p in (target / ".snakemake/metadata").rglob("*") if p.is_file()]) == 1

@@ -55,8 +55,8 @@ def mirror(source: Path, target: Path) -> int:
 
     Outputs are taken from Snakemake's records, not by walking folders: the run store, logs
     and anything else in `source` stay its own. An output already in `target`, or one whose job
-    Snakemake marks incomplete, is left alone. Outputs outside `source` (absolute paths) are the
-    same files for both folders; only their record is copied.
+    Snakemake marks incomplete, is left alone. Outputs at absolute paths, or inside a store the
+    folders share (`share_stores`), are the same files for both; only their record is copied.
     """
     records = source / ".snakemake" / "metadata"
     incomplete = source / ".snakemake" / "incomplete"
@@ -69,11 +69,11 @@ def mirror(source: Path, target: Path) -> int:
         there, here = (output, output) if output.is_absolute() else (source / output, target / output)
         if not os.path.lexists(there):
             continue
-        if not output.is_absolute():
-            if os.path.lexists(here):
-                continue
+        if not os.path.lexists(here):
             _link(there, here)
             linked += 1
+        elif not os.path.samefile(here, there):  # the target's own (a shared store's are the same)
+            continue
         copy = target / ".snakemake" / "metadata" / relative
         if not copy.exists():
             copy.parent.mkdir(parents=True, exist_ok=True)
