@@ -135,14 +135,15 @@ def latest_runs(db: Path) -> dict[str, dict[str, Any]]:
     with _reader(db) as con:
         if con is None:
             return {}
-        columns = {r[0] for r in con.execute("SELECT column_name FROM duckdb_columns() WHERE table_name = 'runs'").fetchall()}
-        if "experiment" not in columns:  # a store written before experiments: every run is the default's
-            return {}
+        query = "SELECT column_name FROM duckdb_columns() WHERE table_name = 'runs'"
+        if "experiment" not in {r[0] for r in con.execute(query).fetchall()}:
+            return {}  # no run since experiments exist (the next one adds the column)
         rows = _dicts(
             con.execute(
                 "SELECT coalesce(experiment, 'default') AS experiment, id, status, started, git_commit,"
                 " config, overrides, count(*) OVER (PARTITION BY coalesce(experiment, 'default')) AS runs"
-                " FROM runs QUALIFY row_number() OVER (PARTITION BY coalesce(experiment, 'default')"
+                " FROM runs WHERE status IS DISTINCT FROM 'refused'"  # refused: another run held the folder
+                " QUALIFY row_number() OVER (PARTITION BY coalesce(experiment, 'default')"
                 " ORDER BY started DESC, id DESC) = 1"
             ),
             json_cols=("config", "overrides"),
