@@ -91,17 +91,23 @@ def _print(rows: list[dict], fmt: str | None) -> None:
         out = io.StringIO()
         writer = csv.DictWriter(out, columns, lineterminator="\n")
         writer.writeheader()
-        writer.writerows({c: _text(row.get(c)) for c in columns} for row in rows)
+        writer.writerows({c: "" if row.get(c) is None else row[c] for c in columns} for row in rows)  # full precision
         print(out.getvalue(), end="")
     elif fmt == "md":
         print("| " + " | ".join(columns) + " |")
         print("|" + "---|" * len(columns))
         for row in rows:
             print("| " + " | ".join(_text(row.get(c)).replace("|", "\\|") for c in columns) + " |")
-    else:
+    elif len(columns) <= 6:
         table = Table(*columns)
         for row in rows:
             table.add_row(*(escape(_text(row.get(c))) for c in columns))
+        Console().print(table)
+    else:  # a terminal is too narrow for a column per score: a column per experiment instead
+        key = columns[0]
+        table = Table(key, *(escape(_text(row[key])) for row in rows))
+        for column in columns[1:]:
+            table.add_row(escape(column), *(escape(_text(row.get(column))) for row in rows))
         Console().print(table)
 
 

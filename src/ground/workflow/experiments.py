@@ -187,11 +187,17 @@ def compare(project: Path, db: Path, chosen: list[str] = ()) -> tuple[list[dict[
         row = {"experiment": name, "status": run["status"], "runs": run["runs"], "commit": run["git_commit"]}
         row |= {key: flat.get(key) for key in keys}
         evals = find_records(workdir(project, name) / "results" / "eval")
-        for score in job_scores(db, [read_job_record(p)[0] for p in evals]):
+        scores = job_scores(db, [read_job_record(p)[0] for p in evals])
+        for score in sorted(scores, key=_beside_its_baseline):
             split = "" if score["split"] in (None, "", "test") else f".{score['split']}"
             row[f"{score['benchmark']}{split} {score['name']}"] = score["value"]
         rows.append(row)
     return rows, keys
+
+
+def _beside_its_baseline(score: dict[str, Any]) -> tuple:
+    name = score["name"]
+    return score["benchmark"] or "", score["split"] or "", name.removeprefix("baseline/"), name.startswith("baseline/")
 
 
 def recipe_diff(db: Path, a: str, b: str) -> list[dict[str, Any]]:
