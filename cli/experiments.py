@@ -27,8 +27,7 @@ err = Console(stderr=True)
 
 
 def prepare(project: Path, name: str, source: str, cfg: dict[str, Any]) -> Path:
-    """The experiment's working folder. It shares the project's stores: the feature store, the
-    generation cache and a hub download's folder (datasets kept across runs, not outputs). Before
+    """The experiment's working folder, sharing the project's stores (`experiments.stores`). Before
     its first run it gets the finished outputs of `source` (linked, ground.workflow.experiments)."""
     root = experiments.workdir(project, name)
     if root == project:
@@ -37,11 +36,8 @@ def prepare(project: Path, name: str, source: str, cfg: dict[str, Any]) -> Path:
     if origin != project and not (origin / ".snakemake").is_dir():
         raise ValueError(f"--from {source}: no such experiment (ground exp list shows them)")
     fresh = not (root / ".snakemake").is_dir()
-    stores = [cfg["features"]["store"], cfg["generate"]["cache_dir"]]
-    if cfg["download"]["source"] == "hub":
-        stores.append(cfg["download"]["root"])
     root.mkdir(parents=True, exist_ok=True)
-    experiments.share_stores(project, root, stores)
+    experiments.share_stores(project, root, experiments.stores(cfg))
     if fresh:
         linked = experiments.mirror(origin, root)
         err.print(f"experiment {name}: starts from {source} ({linked} finished outputs shared)")

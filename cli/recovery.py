@@ -16,11 +16,9 @@ would. Every other incomplete job is rebuilt as before.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import time
-from base64 import urlsafe_b64decode, urlsafe_b64encode
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -29,6 +27,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from ground.tracking.record import find_records, read_job_record, sha256_file
+from ground.workflow.persistence import record_path, records
 
 POLL_S = 10.0
 
@@ -61,32 +60,15 @@ def recover(request: Request, previous_run: str, console: Console) -> Found:
 
 def _observed(root: Path, output: str) -> bool:
     """Whether Snakemake recorded the job that wrote `output` after it wrote it: its metadata
-    record (`snakemake.persistence.file`: the path's urlsafe base64 cut into folders of at most
-    254 characters, all but the last starting with `@`) is newer than the file. A job that
+    record (`ground.workflow.persistence`) is newer than the file. A job that
     reran unobserved leaves the previous execution's record, with its params, behind."""
-    name = urlsafe_b64encode(output.encode()).decode()
-    parts = [name[i : i + 254] for i in range(0, len(name), 254)]
-    meta = (root / ".snakemake" / "metadata").joinpath(*["@" + s for s in parts[:-1]], parts[-1])
+    meta = record_path(root / ".snakemake" / "metadata", output)
     return meta.is_file() and meta.stat().st_mtime >= (root / output).stat().st_mtime
 
 
 def incomplete_markers(root: Path) -> dict[str, Path]:
-    """Output path -> its marker file, of every output Snakemake marked incomplete under `root`.
-
-    Snakemake names a marker by the urlsafe base64 of the path, cut into folder names of which
-    all but the last start with `@` (`snakemake.persistence.file`)."""
-    base = root / ".snakemake" / "incomplete"
-    found: dict[str, Path] = {}
-    for folder, _, names in os.walk(base):
-        for name in names:
-            marker = Path(folder) / name
-            parts = marker.relative_to(base).parts
-            try:
-                path = urlsafe_b64decode("".join(p.removeprefix("@") for p in parts)).decode()
-            except ValueError:  # not base64 of a UTF-8 path (binascii.Error, UnicodeDecodeError)
-                continue  # Snakemake's own bookkeeping files (e.g. migration_underway)
-            found[path] = marker
-    return found
+    """Output path -> its marker file, of every output Snakemake marked incomplete under `root`."""
+    return records(root / ".snakemake" / "incomplete")
 
 
 def wait_for_cluster_jobs(root: Path, console: Console) -> list[str]:

@@ -16,13 +16,14 @@ the generation cache stay shared (content-addressed).
 
 from __future__ import annotations
 
-import base64
 import errno
 import os
 import re
 import shutil
 from pathlib import Path
 from typing import Any
+
+from ground.workflow import persistence
 
 DEFAULT = "default"
 FOLDER = "experiments"
@@ -58,14 +59,13 @@ def mirror(source: Path, target: Path) -> int:
     Snakemake marks incomplete, is left alone. Outputs at absolute paths, or inside a store the
     folders share (`share_stores`), are the same files for both; only their record is copied.
     """
-    records = source / ".snakemake" / "metadata"
-    incomplete = source / ".snakemake" / "incomplete"
+    metadata = source / ".snakemake" / "metadata"
+    incomplete = set(persistence.records(source / ".snakemake" / "incomplete"))
     linked = 0
-    for record in sorted(p for p in records.rglob("*") if p.is_file()) if records.is_dir() else []:
-        relative = record.relative_to(records)
-        if (incomplete / relative).exists():
+    for name, record in sorted(persistence.records(metadata).items()):
+        if name in incomplete:
             continue
-        output = Path(_decode(relative))
+        output = Path(name)
         there, here = (output, output) if output.is_absolute() else (source / output, target / output)
         if not os.path.lexists(there):
             continue
@@ -74,18 +74,11 @@ def mirror(source: Path, target: Path) -> int:
             linked += 1
         elif not os.path.samefile(here, there):  # the target's own (a shared store's are the same)
             continue
-        copy = target / ".snakemake" / "metadata" / relative
+        copy = target / ".snakemake" / "metadata" / record.relative_to(metadata)
         if not copy.exists():
             copy.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(record, copy)
     return linked
-
-
-def _decode(relative: Path) -> str:
-    """The output path a Snakemake metadata file is named after (urlsafe base64, split into
-    folders of `@`-prefixed chunks when longer than a file name may be)."""
-    encoded = "".join(part.removeprefix("@") for part in relative.parts)
-    return base64.urlsafe_b64decode(encoded).decode()
 
 
 def _link(there: Path, here: Path) -> None:
@@ -107,6 +100,13 @@ def _hard_link(there: str | Path, here: str | Path) -> None:
         if err.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
             raise
         shutil.copy2(there, here, follow_symlinks=False)
+
+
+def stores(cfg: dict[str, Any]) -> list[str]:
+    """The recipe's folders every experiment shares: the feature store, the generation cache and a
+    hub download's folder (datasets kept across runs, not outputs)."""
+    shared = [cfg["features"]["store"], cfg["generate"]["cache_dir"]]
+    return shared + ([cfg["download"]["root"]] if cfg["download"]["source"] == "hub" else [])
 
 
 def share_stores(project: Path, target: Path, stores: list[str]) -> None:
@@ -166,33 +166,30 @@ def differing(configs: list[dict[str, Any]]) -> list[str]:
     return [k for k in keys if len({repr(f.get(k, missing)) for f in flats}) > 1]
 
 
-def compare(project: Path, db: Path, chosen: list[str] = ()) -> tuple[list[dict[str, Any]], list[str]]:
-    """One row per experiment (the chosen ones, else every one that has run): its newest run's
-    status and commit, the recipe keys whose values differ between the rows, and every score its
-    current evaluation jobs recorded in the run store (`demo_rec Acc@0.5`, `demo_rec
-    baseline/Acc@0.5`, ...); and the differing keys."""
-    from ground.tracking.queries import job_scores, latest_runs
-    from ground.tracking.record import find_records, read_job_record
+def _newest(db: Path, chosen: list[str]) -> dict[str, dict[str, Any]]:
+    """Every experiment's newest run (`ground.tracking.queries.latest_runs`); each chosen one must have one."""
+    from ground.tracking.queries import latest_runs
 
     runs = latest_runs(db)
-    chosen = list(chosen) or [n for n in names(project) if n in runs]
     unknown = [n for n in chosen if n not in runs]
     if unknown:
         raise ValueError(f"no recorded run of experiment(s) {', '.join(unknown)} (ground exp list shows them)")
-    keys = differing([runs[n]["config"] for n in chosen])
-    rows = []
-    for name in chosen:
-        run = runs[name]
-        flat = flatten(run["config"])
-        row = {"experiment": name, "status": run["status"], "runs": run["runs"], "commit": run["git_commit"]}
-        row |= {key: flat.get(key) for key in keys}
-        evals = find_records(workdir(project, name) / "results" / "eval")
-        scores = job_scores(db, [read_job_record(p)[0] for p in evals])
-        for score in sorted(scores, key=_beside_its_baseline):
-            split = "" if score["split"] in (None, "", "test") else f".{score['split']}"
-            row[f"{score['benchmark']}{split} {score['name']}"] = score["value"]
-        rows.append(row)
-    return rows, keys
+    return runs
+
+
+def scores(project: Path, db: Path, name: str) -> dict[str, float]:
+    """The scores the experiment's current evaluation jobs recorded in the run store, each
+    beside its baseline: `demo_rec Acc@0.5`, `demo_rec baseline/Acc@0.5` (`bench.split ...` for
+    a split other than test)."""
+    from ground.tracking.queries import job_scores
+    from ground.tracking.record import find_records, read_job_record
+
+    evals = find_records(workdir(project, name) / "results" / "eval")
+    found = {}
+    for score in sorted(job_scores(db, [read_job_record(p)[0] for p in evals]), key=_beside_its_baseline):
+        split = "" if score["split"] in (None, "", "test") else f".{score['split']}"
+        found[f"{score['benchmark']}{split} {score['name']}"] = score["value"]
+    return found
 
 
 def _beside_its_baseline(score: dict[str, Any]) -> tuple:
@@ -200,14 +197,24 @@ def _beside_its_baseline(score: dict[str, Any]) -> tuple:
     return score["benchmark"] or "", score["split"] or "", name.removeprefix("baseline/"), name.startswith("baseline/")
 
 
+def compare(project: Path, db: Path, chosen: list[str] = ()) -> tuple[list[dict[str, Any]], list[str]]:
+    """One row per experiment (the chosen ones, else every one that has run): its newest run's
+    status and commit, the recipe keys whose values differ between the rows, and its `scores`;
+    and the differing keys."""
+    runs = _newest(db, list(chosen))
+    chosen = list(chosen) or [n for n in names(project) if n in runs]
+    keys = differing([runs[n]["config"] for n in chosen])
+    rows = []
+    for name in chosen:
+        run, flat = runs[name], flatten(runs[name]["config"])
+        row = {"experiment": name, "status": run["status"], "runs": run["runs"], "commit": run["git_commit"]}
+        rows.append(row | {key: flat.get(key) for key in keys} | scores(project, db, name))
+    return rows, keys
+
+
 def recipe_diff(db: Path, a: str, b: str) -> list[dict[str, Any]]:
     """The resolved recipes of two experiments' newest runs, key by key where they differ."""
-    from ground.tracking.queries import latest_runs
-
-    runs = latest_runs(db)
-    for name in (a, b):
-        if name not in runs:
-            raise ValueError(f"no recorded run of experiment {name!r} (ground exp list shows them)")
+    runs = _newest(db, [a, b])
     flat_a, flat_b = flatten(runs[a]["config"]), flatten(runs[b]["config"])
     keys = differing([runs[a]["config"], runs[b]["config"]])
     return [{"key": k, a: flat_a.get(k), b: flat_b.get(k)} for k in keys]
@@ -215,12 +222,11 @@ def recipe_diff(db: Path, a: str, b: str) -> list[dict[str, Any]]:
 
 def compare_scores(project: Path, db: Path, a: str, b: str) -> list[dict[str, Any]]:
     """Two experiments' scores side by side with B - A (`ground metrics --compare A B`)."""
-    rows, keys = compare(project, db, [a, b])
-    fixed = {"experiment", "status", "runs", "commit", *keys}
-    scores = sorted({k for row in rows for k in row} - fixed)
+    _newest(db, [a, b])
+    score_a, score_b = scores(project, db, a), scores(project, db, b)
     out = []
-    for score in scores:
-        va, vb = rows[0].get(score), rows[1].get(score)
+    for score in sorted(score_a.keys() | score_b.keys()):
+        va, vb = score_a.get(score), score_b.get(score)
         benchmark, _, name = score.partition(" ")
         out.append({"benchmark": benchmark, "name": name, "a": va, "b": vb}
                    | ({"b - a": vb - va} if va is not None and vb is not None else {}))  # fmt: skip
