@@ -168,5 +168,13 @@ def test_compare_and_report_two_evaluations(project):
     page = Path(result.stdout.strip()).read_text()
     assert "charades" in page and "29.60" in page  # the paper's R1@0.5 beside ours
     assert page.count("<svg") >= 1  # an example drawn on a timeline
+    # typical failures: the whole video as the answer misses every query under half its length
+    short = sum(r["meta"]["segment_s"][1] - r["meta"]["segment_s"][0] < 0.5 * r["meta"]["duration"] for r in records)
+    assert short > 0
+    assert f"<b>{short}</b> of {len(records)} (0 unparsable); 1 distinct answers" in page
+    assert f"the commonest given {len(records)} times: <code>{{0.0, 1.0}}</code>" in page
+    result = runner.invoke(app, ["report", "--run", run_ids[1], *config])
+    page = Path(result.stdout.strip()).read_text()
+    assert f"<b>{len(records)}</b> of {len(records)} ({len(records)} unparsable)" in page
     result = runner.invoke(app, ["metrics", "--compare", run_ids[0], "nope", *config])
     assert result.exit_code == 2 and "run 'nope' has no metrics" in result.output

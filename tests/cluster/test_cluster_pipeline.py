@@ -28,6 +28,7 @@ pytestmark = pytest.mark.slurm
 SETS = [
     "download.demo.splits={train: 6, val: 2, test: 2}",
     "download.models.vocab_size=400",
+    "download.models.pretrain={image_encoder: 4, frame_encoder: 4, audio_encoder: 4, llm: 4}",
     "features.shards=2",
     "train.launcher=torchrun",
     "train.stage2.processes=2",

@@ -22,7 +22,8 @@ from openai_server import FakeOpenAI  # noqa: E402
 
 pytestmark = pytest.mark.e2e
 KEY = "sk-test-SECRET123"
-TINY = ["download.demo.splits={train: 4, val: 1, test: 1}", "download.models.vocab_size=400"]
+TINY = ["download.demo.splits={train: 4, val: 1, test: 1}", "download.models.vocab_size=400",
+        "download.models.pretrain={image_encoder: 4, frame_encoder: 4, audio_encoder: 4, llm: 4}"]
 
 
 def ground_run(project: Path, url: str) -> subprocess.CompletedProcess:

@@ -25,6 +25,7 @@ STAGE = "lr: 2.0e-3, batch_size: 4, grad_accum: 1, epochs: 1.0, save_every: 100"
 TINY = [
     "download.demo.splits={train: 8, val: 2, test: 2}",
     "download.models.vocab_size=400",
+    "download.models.pretrain={image_encoder: 4, frame_encoder: 4, audio_encoder: 4, llm: 4}",
     "features.shard_size=8",
     "train.max_length=512",
     "eval.limit=2",

@@ -22,6 +22,7 @@ import pytest
 TINY = [
     "download.demo.splits={train: 6, val: 2, test: 2}",
     "download.models.vocab_size=400",
+    "download.models.pretrain={image_encoder: 4, frame_encoder: 4, audio_encoder: 4, llm: 4}",
     "features.shard_size=4",
 ]
 pytestmark = pytest.mark.e2e

@@ -16,7 +16,8 @@ import duckdb
 import pytest
 from ground_cli.recovery import incomplete_markers
 
-TINY = ["--set", "download.demo.splits={train: 4, val: 1, test: 1}", "--set", "download.models.vocab_size=300"]
+TINY = ["--set", "download.demo.splits={train: 4, val: 1, test: 1}", "--set", "download.models.vocab_size=300",
+        "--set", "download.models.pretrain={image_encoder: 4, frame_encoder: 4, audio_encoder: 4, llm: 4}"]
 pytestmark = pytest.mark.e2e
 
 

@@ -21,6 +21,7 @@ STAGE = "lr: 2.0e-3, batch_size: 4, grad_accum: 2, epochs: 1.0, save_every: 2"
 TINY = [
     "download.demo.splits={train: 16, val: 2, test: 2}",
     "download.models.vocab_size=400",
+    "download.models.pretrain={image_encoder: 4, frame_encoder: 4, audio_encoder: 4, llm: 4}",
     "train.max_length=512",
     *(f"train.stage{n}={{{STAGE}, alpha: {0.0 if n == 1 else 0.2}}}" for n in (1, 2, 3)),
 ]

@@ -39,9 +39,14 @@ class DemoCorpus:
     audio_seconds: float = 6.0
 
 
+# optimizer steps of each tiny part's pretraining (ground.demo.pretrain.SCHEDULE has the batches)
+PRETRAIN_STEPS = {"image_encoder": 300, "frame_encoder": 300, "audio_encoder": 80, "llm": 100}
+
+
 @dataclass
 class TinyModels:
-    """Sizes of the locally created, randomly initialised 'pretrained' parts (demo recipe)."""
+    """Sizes of the locally created tiny 'pretrained' parts (demo recipe) and the optimizer steps
+    each is pretrained for on the corpus's train split (ground.demo.pretrain; 0 leaves it random)."""
 
     vocab_size: int = 2048
     llm_hidden: int = 128
@@ -50,6 +55,7 @@ class TinyModels:
     llm_max_positions: int = 1024
     image_size: int = 64
     frame_size: int = 32
+    pretrain: dict[str, int] = field(default_factory=lambda: dict(PRETRAIN_STEPS))
 
 
 @dataclass

@@ -118,12 +118,19 @@ def image_record(params: DemoParams, split: str, index: int) -> dict:
     }
 
 
+def video_actors(params: DemoParams, split: str, index: int) -> tuple[list, int]:
+    """The plan of one video (its actors) and its frame count: a pure function of the seed, so
+    the demo's encoder pretraining sees the exact frames the MP4 holds without decoding it."""
+    rng = sample_rng(params.seed, split, "video", index)
+    n_frames = round(params.video_seconds * params.video_fps)
+    actors = plan_video(rng, params.video_size, n_frames, params.video_fps, params.video_events)
+    return actors, n_frames
+
+
 def video_record(params: DemoParams, split: str, index: int) -> dict:
     """Plan, render and encode one video with 1-3 timed events; return its jsonl record."""
-    rng = sample_rng(params.seed, split, "video", index)
     fps, size = params.video_fps, params.video_size
-    n_frames = round(params.video_seconds * fps)
-    actors = plan_video(rng, size, n_frames, fps, params.video_events)
+    actors, n_frames = video_actors(params, split, index)
     name = f"{split}_{index:05d}"
     video = f"media/videos/{name}.mp4"
     encode_mp4(render_video(actors, size, n_frames), fps, params.out / video)

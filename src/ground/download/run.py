@@ -39,6 +39,7 @@ from typing import Any
 from ground.demo.corpus import generate_demo_corpus
 from ground.demo.encoders import create_tiny_encoders
 from ground.demo.llm import create_language_parts
+from ground.demo.pretrain import pretrain_parts
 
 
 def download(
@@ -224,9 +225,11 @@ def download_demo(root: Path, *, seed: int, corpus: dict, models: dict) -> dict[
     parts |= create_tiny_encoders(
         model_dir, seed=seed, image_size=models["image_size"], frame_size=models["frame_size"]
     )
+    pretrained = pretrain_parts(root, model_dir, seed=seed, steps=models["pretrain"])
     return {
         "corpus": summary,
         "models": {name: str(path) for name, path in parts.items()},
+        "pretrained": pretrained,
         "seconds": round(time.perf_counter() - started, 2),
     }
 

@@ -6,7 +6,9 @@
 The page holds: the run (command, commit, status); every score of the run next to its trivial
 baseline and the paper's number where the paper gives one; the training-loss curves the run
 recorded; and for every benchmark a few example questions with the model's answer drawn on the
-image (ground truth green, answer red) or on a timeline. Images are embedded (base64), so the
+image (ground truth green, answer red) or on a timeline, then its typical failures: how many
+answers miss (overlap with the truth under 0.5, or nothing parsable), how many distinct answers
+the model gave, the answer it gives most often, and misses spread evenly over the test split. Images are embedded (base64), so the
 page can be mailed or attached to an issue as one file. Examples come from the predictions file
 next to each score's job record, as it is on disk now.
 """
@@ -22,6 +24,7 @@ from typing import Any
 
 from ground.common.catalog import BENCHMARKS, PAPER
 from ground.common.formats import recipe_forms, writing
+from ground.eval.metrics import box_iou, temporal_iou
 from ground.eval.run import read_predictions
 from ground.eval.scoring import COUNTS, prediction, truth
 from ground.tracking import queries
@@ -138,19 +141,42 @@ def _examples(bench: Any, scores_file: Path, root: Path) -> str:
     predictions = scores_file.parent / "predictions.jsonl"
     answers = read_predictions(predictions) if predictions.is_file() else {}
     records = [r for r in load_records([root / p for p in summary["data"]]) if r["task"] == bench.task]
-    shown = [r for r in records if str(r["id"]) in answers][:EXAMPLES]
+    answered = [r for r in records if str(r["id"]) in answers]
+    with writing(*recipe_forms(summary.get("forms", {}))):  # as the evaluation read the answers
+        misses = [r for r in answered if overlap(bench, r, answers[str(r["id"])]) < 0.5]
+        shown = _figures(bench, answered[:EXAMPLES], answers, root)
+        failed = _figures(bench, misses[:: max(1, len(misses) // EXAMPLES)][:EXAMPLES], answers, root)
+        unparsable = sum(prediction(bench, r, answers[str(r["id"])]) is None for r in answered)
+    given = [answers[str(r["id"])] for r in answered]
+    common = max(sorted(set(given)), key=given.count) if given else ""
+    tally = (f"<p>Misses (overlap &lt; 0.5 or unparsable): <b>{len(misses)}</b> of {len(answered)} "
+             f"({unparsable} unparsable); {len(set(given))} distinct answers, the commonest given "
+             f"{given.count(common)} times: <code>{html.escape(common)}</code></p>")  # fmt: skip
+    return (f"<h3>{html.escape(bench.name)}</h3><div class=row>{shown}</div>"
+            f"<h4>{html.escape(bench.name)}: typical failures</h4>{tally}<div class=row>{failed}</div>")  # fmt: skip
+
+
+def overlap(bench: Any, record: dict[str, Any], answer: str) -> float:
+    """IoU of the parsed answer with the record's truth (the best one when several); 0 if unparsable."""
+    pred, gt = prediction(bench, record, answer), truth(bench, record)
+    if pred is None:
+        return 0.0
+    if bench.kind == "span":
+        return temporal_iou(pred, gt)
+    return max(box_iou(pred, b) for b in ([gt] if bench.kind == "box" else gt))
+
+
+def _figures(bench: Any, records: list[dict[str, Any]], answers: dict[str, str], root: Path) -> str:
     cells = []
-    for record in shown:
+    for record in records:
         answer = answers[str(record["id"])]
-        with writing(*recipe_forms(summary.get("forms", {}))):  # as the evaluation read the answers
-            picture = _draw(bench, record, answer, root)
         question = record["conversations"][0]["value"].split("\n")[-1]
         cells.append(
-            f"<figure>{picture}<figcaption><b>Q:</b> {html.escape(question)}<br><b>A:</b> "
-            f"{html.escape(answer)}<br><b>truth:</b> {html.escape(record['conversations'][1]['value'])}"
-            "</figcaption></figure>"
+            f"<figure>{_draw(bench, record, answer, root)}<figcaption><b>Q:</b> {html.escape(question)}"
+            f"<br><b>A:</b> {html.escape(answer)}<br><b>truth:</b> "
+            f"{html.escape(record['conversations'][1]['value'])}</figcaption></figure>"
         )
-    return f"<h3>{html.escape(bench.name)}</h3><div class=row>{''.join(cells)}</div>"
+    return "".join(cells)
 
 
 def _draw(bench: Any, record: dict[str, Any], answer: str, root: Path) -> str:
