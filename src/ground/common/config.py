@@ -40,7 +40,7 @@ class DemoCorpus:
 
 
 # optimizer steps of each tiny part's pretraining (ground.demo.pretrain.SCHEDULE has the batches)
-PRETRAIN_STEPS = {"image_encoder": 300, "frame_encoder": 300, "audio_encoder": 80, "llm": 100}
+PRETRAIN_STEPS = {"image_encoder": 500, "frame_encoder": 800, "audio_encoder": 120, "llm": 200}
 
 
 @dataclass
