@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 import torch
 
-from ground.common.media import MediaError
-from ground.features.audio import (
+from ground.common.audio import (
     clip_bounds,
     clip_melspec,
     kaldi_fbank,
     load_audio,
     preprocess_audio,
 )
+from ground.common.media import MediaError
 
 SR = 16000
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
+from ground.common.image import CLIP_MEAN_RGB, load_image_padded, pad_offset, to_pixel_values
 from ground.common.media import MediaError
-from ground.features.image import CLIP_MEAN_RGB, load_image_padded, pad_offset, to_pixel_values
 
 RED = (255, 0, 0)
 

@@ -39,15 +39,9 @@ class DemoCorpus:
     audio_seconds: float = 6.0
 
 
-# optimizer steps of each tiny part's pretraining (ground.demo.pretrain.SCHEDULE has the batches)
-PRETRAIN_STEPS = {"image_encoder": 500, "frame_encoder": 800, "audio_encoder": 120, "llm": 200}
-
-
 @dataclass
 class TinyModels:
-    """Sizes of the locally created tiny 'pretrained' parts (demo recipe) and the optimizer steps
-    each is pretrained for on the corpus's train split (ground.demo.pretrain; 0 leaves it random)."""
-
+    """The demo's tiny parts: sizes, and optimizer steps of pretraining each (ground.demo.pretrain)."""
     vocab_size: int = 2048
     llm_hidden: int = 128
     llm_layers: int = 4
@@ -55,7 +49,7 @@ class TinyModels:
     llm_max_positions: int = 1024
     image_size: int = 64
     frame_size: int = 32
-    pretrain: dict[str, int] = field(default_factory=lambda: dict(PRETRAIN_STEPS))
+    pretrain: dict[str, int] = field(default_factory=lambda: {"image_encoder": 500, "frame_encoder": 800, "audio_encoder": 120, "llm": 200})  # fmt: skip
 
 
 @dataclass

@@ -39,12 +39,13 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
+from ground.common.audio import preprocess_audio
 from ground.common.formats import box_to_square, format_box, format_span
+from ground.common.image import load_image_padded, pad_offset, to_pixel_values
+from ground.common.jsonl import read_jsonl
 from ground.demo.corpus import DemoParams, video_actors
 from ground.demo.scene import COLORS, SHAPES, SIZES, shape_mask
 from ground.demo.video import render_video
-from ground.features.audio import preprocess_audio
-from ground.features.image import load_image_padded, pad_offset, to_pixel_values
 from ground.model.encoders import CLIP_MEAN, CLIP_STD, _encode_audio, _encode_frames, _encode_image
 from ground.model.imagebind import ImageBindAudioModel
 
@@ -65,7 +66,7 @@ SCHEDULE = {
 
 def _records(root: Path, dataset: str) -> list[dict]:
     path = root / "raw" / dataset / "train.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    return [record for _, record in read_jsonl(path)]
 
 
 def _params(root: Path) -> DemoParams:

@@ -23,10 +23,10 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from ground.common.audio import preprocess_audio
+from ground.common.image import load_image_padded, to_pixel_values
 from ground.common.media import MediaError
 from ground.common.stamps import stamp_file
-from ground.features.audio import preprocess_audio
-from ground.features.image import load_image_padded, to_pixel_values
 from ground.features.shards import RECORD_FIELD, referenced_media, split_media
 from ground.features.store import FeatureStore, feature_key
 from ground.features.video import sample_frames, sample_frames_single_pass

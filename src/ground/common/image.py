@@ -1,6 +1,6 @@
 """Loading images for the feature step: padded to a square with the CLIP mean colour, then resized.
 
-    >>> from ground.features.image import load_image_padded, to_pixel_values
+    >>> from ground.common.image import load_image_padded, to_pixel_values
     >>> square = load_image_padded("resources/demo/media/images/train_00000.jpg", size=336)
     >>> pixels = to_pixel_values(square[None], mean=(0.481, 0.458, 0.408), std=(0.269, 0.261, 0.276))
 

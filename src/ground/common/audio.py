@@ -1,7 +1,7 @@
 """Audio -> ImageBind log-mel clips, as ImageBind's `load_and_transform_audio_data` (and so
 GroundingGPT) prepares them, without torchaudio.
 
-    >>> from ground.features.audio import preprocess_audio
+    >>> from ground.common.audio import preprocess_audio
     >>> preprocess_audio("resources/demo/media/sounds/train_00000.wav").shape
     torch.Size([3, 1, 128, 204])
 
