@@ -26,13 +26,10 @@ import time
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader
+from temporal_grounding_probe import score_line, shuffled_loss, train_probe  # a sibling script
 from transformers import AutoTokenizer
 
-from ground.common.catalog import benchmark
 from ground.demo.pretrain import patch_labels
-from ground.eval.infer import answer_batch
-from ground.eval.scoring import flatten, score_answers
 from ground.model.grounding import GroundingModel
 from ground.train.data import FeatureLookup, StageDataset, load_records
 from ground.train.packing import collate
@@ -83,34 +80,10 @@ def select(args: argparse.Namespace, split: str, objects: dict[str, int]) -> lis
     ]
 
 
-def losses(model: GroundingModel, batch: dict) -> tuple[float, float]:
-    """Answer loss with each row's own image, and with the images permuted across rows."""
-    with torch.no_grad():
-        own = model(batch["input_ids"], batch["attention_mask"], batch["labels"], batch["media"])
-        features, rows = batch["media"]["image"]
-        order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(1))
-        media = {"image": (features[order], rows)}
-        other = model(batch["input_ids"], batch["attention_mask"], batch["labels"], media)
-    return own.loss.item(), other.loss.item()
-
-
 def report(step: int, seconds: float, model, tok, lookup, sets: dict[str, list[dict]], probe) -> None:
-    model.eval()
-    own, other = losses(model, probe)
-    bench = benchmark("demo_rec")
+    own, other = shuffled_loss(model, probe, "image")
     line = [f"step {step} ({seconds:.0f} s): loss own image {own:.3f} vs shuffled {other:.3f}"]
-    for split, records in sets.items():
-        answers = {}
-        for i in range(0, len(records), 40):
-            chunk = records[i : i + 40]
-            answers.update(zip([r["id"] for r in chunk], answer_batch(model, tok, chunk, lookup, 16)))
-        scores = flatten(score_answers(bench, records, answers))
-        line.append(
-            f"{split} Acc@0.5 {scores['Acc@0.5']:.1f} (baseline {scores['baseline/Acc@0.5']:.1f}, "
-            f"{len(set(answers.values()))} distinct answers)"
-        )
-    print(" | ".join(line), flush=True)
-    model.train()
+    print(" | ".join(line + score_line("demo_rec", model, tok, lookup, sets)), flush=True)
 
 
 def main() -> None:
@@ -147,29 +120,10 @@ def main() -> None:
     print(f"{len(train)} training and {len(test)} held-out expressions", flush=True)
     data = StageDataset(train, tok, model.tokens_per_media(), 512, lookup)
     probe = collate([data[i] for i in range(0, min(len(data), 480), 10)], tok.pad_token_id)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min(1.0, (s + 1) / 30) * max(0.05, 1 - s / args.steps)
-    )
     sets = {"held-out": test[:200], "training": train[:100]}
-    step, order, started = 0, torch.Generator().manual_seed(0), time.perf_counter()
-    while step < args.steps:
-        loader = DataLoader(data, batch_size=args.batch_size, shuffle=True, generator=order,
-                            collate_fn=lambda b: collate(b, tok.pad_token_id))  # fmt: skip
-        for batch in loader:
-            out = model(batch["input_ids"], batch["attention_mask"], batch["labels"], batch["media"])
-            out.loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
-            schedule.step()
-            optimizer.zero_grad()
-            step += 1
-            if step % args.every == 0 or step == args.steps:
-                report(step, time.perf_counter() - started, model, tok, lookup, sets, probe)
-            if step == args.steps:
-                break
-
+    started = time.perf_counter()
+    train_probe(model, data, tok, args,
+                lambda step: report(step, time.perf_counter() - started, model, tok, lookup, sets, probe))  # fmt: skip
 
 if __name__ == "__main__":
     main()

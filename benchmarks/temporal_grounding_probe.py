@@ -146,37 +146,65 @@ def select(args: argparse.Namespace, split: str, events: dict[str, int]) -> list
     return records
 
 
-def shuffled_loss(model: GroundingModel, batch: dict) -> tuple[float, float]:
-    """Answer loss with each row's own video, and with the videos permuted across rows."""
+def shuffled_loss(model: GroundingModel, batch: dict, modality: str = "video") -> tuple[float, float]:
+    """Answer loss with each row's own media, and with the media permuted across rows."""
     with torch.no_grad():
         own = model(batch["input_ids"], batch["attention_mask"], batch["labels"], batch["media"])
-        features, rows = batch["media"]["video"]
+        features, rows = batch["media"][modality]
         order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(1))
-        media = {"video": (features[order], rows)}
+        media = {modality: (features[order], rows)}
         other = model(batch["input_ids"], batch["attention_mask"], batch["labels"], media)
     return own.loss.item(), other.loss.item()
 
 
-def report(step: int, model: GroundingModel, tok, lookup, sets: dict[str, list[dict]], probe):
-    model.eval()
-    own, other = shuffled_loss(model, probe)
-    bench = benchmark("demo_tg")
-    line = [f"step {step}: loss own video {own:.3f} vs shuffled {other:.3f}"]
-    name = bench.headline
+def score_line(bench_name: str, model, tok, lookup, sets: dict[str, list[dict]]) -> list[str]:
+    """'<split> <headline> x (baseline y, n distinct answers)' per set, greedy answers."""
+    bench = benchmark(bench_name)
+    name, parts = bench.headline, []
     for split, records in sets.items():
         answers = {}
         for i in range(0, len(records), 40):
             chunk = records[i : i + 40]
-            answers.update(
-                zip([r["id"] for r in chunk], answer_batch(model, tok, chunk, lookup, 16))
-            )
+            answers.update(zip([r["id"] for r in chunk], answer_batch(model, tok, chunk, lookup, 16)))
         scores = flatten(score_answers(bench, records, answers))
-        line.append(
+        parts.append(
             f"{split} {name} {scores[name]:.1f} (baseline {scores['baseline/' + name]:.1f}, "
             f"{len(set(answers.values()))} distinct answers)"
         )
-    print(" | ".join(line), flush=True)
-    model.train()
+    return parts
+
+
+def report(step: int, model: GroundingModel, tok, lookup, sets: dict[str, list[dict]], probe):
+    own, other = shuffled_loss(model, probe)
+    line = [f"step {step}: loss own video {own:.3f} vs shuffled {other:.3f}"]
+    print(" | ".join(line + score_line("demo_tg", model, tok, lookup, sets)), flush=True)
+
+
+def train_probe(model: GroundingModel, data, tok, args: argparse.Namespace, report) -> None:
+    """AdamW (30 warm-up steps, linear decay) for args.steps; report(step) every args.every."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min(1.0, (s + 1) / 30) * max(0.05, 1 - s / args.steps)
+    )
+    step, order = 0, torch.Generator().manual_seed(0)
+    while step < args.steps:
+        loader = DataLoader(data, batch_size=args.batch_size, shuffle=True, generator=order,
+                            collate_fn=lambda b: collate(b, tok.pad_token_id))  # fmt: skip
+        for batch in loader:
+            out = model(batch["input_ids"], batch["attention_mask"], batch["labels"], batch["media"])
+            out.loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad()
+            step += 1
+            if step % args.every == 0 or step == args.steps:
+                model.eval()
+                report(step)
+                model.train()
+            if step == args.steps:
+                break
 
 
 def main() -> None:
@@ -221,36 +249,8 @@ def main() -> None:
     print(f"{len(train)} training and {len(test)} held-out queries", flush=True)
     data = StageDataset(train, tok, model.tokens_per_media(), 512, lookup)
     probe = collate([data[i] for i in range(0, min(len(data), 480), 10)], tok.pad_token_id)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min(1.0, (s + 1) / 30) * max(0.05, 1 - s / args.steps)
-    )
     sets = {"held-out": test, "training": train[:120]}
-    step, order = 0, torch.Generator().manual_seed(0)
-    while step < args.steps:
-        loader = DataLoader(
-            data,
-            batch_size=args.batch_size,
-            shuffle=True,
-            generator=order,
-            collate_fn=lambda b: collate(b, tok.pad_token_id),
-        )
-        for batch in loader:
-            out = model(
-                batch["input_ids"], batch["attention_mask"], batch["labels"], batch["media"]
-            )
-            out.loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
-            schedule.step()
-            optimizer.zero_grad()
-            step += 1
-            if step % args.every == 0 or step == args.steps:
-                report(step, model, tok, lookup, sets, probe)
-            if step == args.steps:
-                break
-
+    train_probe(model, data, tok, args, lambda step: report(step, model, tok, lookup, sets, probe))
 
 if __name__ == "__main__":
     main()
